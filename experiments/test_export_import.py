@@ -1,0 +1,155 @@
+"""docker export and docker import: claims C5, C6, C8, and what import of an export loses."""
+
+from __future__ import annotations
+
+import pytest
+
+from saveexport.archives.saved import ROOTFS, Archive
+from saveexport.fixtures import PG_ENV, PG_READY
+from saveexport.imageconfig import lost_fields, restoring_changes, run_config
+
+pytestmark = pytest.mark.usefixtures("run_scope")
+
+
+@pytest.mark.claim("C5")
+def test_export_takes_a_container_not_an_image(engine_ops, subject_image, subject_container, export_archive,
+                                              archive_dir, claim_evidence):
+    of_image = engine_ops.export(subject_image.run_ref, archive_dir / "image-export.tar")
+    with Archive(export_archive.path) as archive:
+        layout = archive.layout
+        members = archive.members
+        top = sorted({name.split("/", 1)[0] for name in members if name})
+        pgdata = "var/lib/postgresql/data"
+        volume_files = sorted(n for n in members if n.startswith(pgdata + "/"))
+    in_container = engine_ops.exec(subject_container, ["test", "-s", f"/{pgdata}/PG_VERSION"])
+    claim_evidence.observe("C5 export", export_of_image=of_image, export_of_container=export_archive.outcome,
+                           layout=layout, top_level=top, volume_files_in_export=volume_files[:20],
+                           pg_version_in_running_container=in_container.ok)
+    claim_evidence.verdict("C5", "confirmed" if of_image.failed else "refuted",
+                           f"export of an image reference fails ({of_image.error_type}: {of_image.message})"
+                           if of_image.failed else "export of an image reference worked")
+    claim_evidence.verdict("C5", "confirmed" if layout == ROOTFS else "refuted",
+                           f"export of the container wrote one flat file system ({export_archive.size:,} bytes, "
+                           f"top level: {', '.join(top)})")
+    assert of_image.failed and of_image.status_code == 404
+    assert layout == ROOTFS
+    # Not in the article, but what users trip over: a declared volume's contents are not exported.
+    assert in_container.ok, "initdb should have filled the volume"
+    assert volume_files == []
+
+
+def _victim_and_import(engine_ops, run_scope, second_image, export_archive, name):
+    """An image of the run that holds `name`, then `docker import export.tar name`."""
+    old_id = engine_ops.derive(second_image.run_ref, name, **{"io.saveexport.role": "old-image"})
+    containers_before = {c["Id"] for c in engine_ops.api.containers(all=True)}
+    imported = engine_ops.import_(export_archive.path, name)
+    containers_after = {c["Id"] for c in engine_ops.api.containers(all=True)}
+    return old_id, imported, containers_after - containers_before
+
+
+@pytest.mark.claim("C6")
+def test_import_makes_a_named_one_layer_image_and_takes_the_name(engine_ops, run_scope, second_image,
+                                                                 export_archive, claim_evidence):
+    """The article's `docker import postgres-export.tar postgres:latest`, in the run's namespace."""
+    name = run_scope.ref("postgres", "latest")
+    old_id, imported, new_containers = _victim_and_import(engine_ops, run_scope, second_image, export_archive, name)
+    assert imported.ok, imported.message
+    new_id = imported.result["image_id"]
+    image = engine_ops.inspect(new_id)
+    layers = len(image["RootFS"].get("Layers") or [])
+    old = engine_ops.inspect(old_id) if engine_ops.image_id(old_id) else None
+    claim_evidence.observe("C6 import", import_=imported, layers=layers, tags=image.get("RepoTags"),
+                           containers_created=sorted(new_containers), old_image=old_id,
+                           old_image_tags=old.get("RepoTags") if old else None)
+    claim_evidence.verdict("C6", "confirmed" if not new_containers and layers == 1 else "refuted",
+                           f"import made an image of {layers} layer(s) and {len(new_containers)} containers")
+    claim_evidence.verdict("C6", "confirmed" if engine_ops.image_id(name) == new_id else "refuted",
+                           f"import named the image {name}")
+    claim_evidence.verdict("C6", "confirmed" if old is not None and not old.get("RepoTags") else "refuted",
+                           "the image that held the name lost it and is reachable only by its id"
+                           if old is not None and not old.get("RepoTags") else
+                           f"the old image's fate: {old.get('RepoTags') if old else 'removed'}")
+    assert layers == 1 and not new_containers
+    assert engine_ops.image_id(name) == new_id
+    assert old is not None and not old.get("RepoTags")
+
+
+@pytest.mark.claim("C8")
+def test_load_keeps_the_archive_names_import_chooses_them(engine_ops, run_scope, subject_image, save_archive,
+                                                          export_archive, claim_evidence):
+    loaded = engine_ops.load(save_archive.path)
+    name = run_scope.ref("c8-renamed", "v1")
+    imported = engine_ops.import_(export_archive.path, name)
+    assert loaded.ok, loaded.message
+    assert imported.ok, imported.message
+    both_images = all(engine_ops.image_id(r) for r in (*loaded.result["loaded_refs"], name))
+    claim_evidence.observe("C8 naming", load=loaded, import_=imported)
+    claim_evidence.verdict("C8", "confirmed" if loaded.result["loaded_refs"] == [subject_image.run_ref] else "refuted",
+                           f"load gave the names stored in the archive ({', '.join(loaded.result['loaded_refs'])}); "
+                           f"its API takes no name")
+    claim_evidence.verdict("C8", "confirmed" if engine_ops.image_id(name) == imported.result["image_id"] else "refuted",
+                           f"import named its image {name}")
+    claim_evidence.verdict("C8", "confirmed" if both_images else "refuted", "load and import both gave images")
+    assert loaded.result["loaded_refs"] == [subject_image.run_ref]
+    assert engine_ops.image_id(name) == imported.result["image_id"]
+
+
+def test_import_of_an_export_loses_the_run_config_and_changes_restore_it(engine_ops, run_scope, subject_image,
+                                                                         export_archive, claim_evidence):
+    """What `docker import` of an export loses, and the fewest --change lines that make postgres answer again."""
+    original = run_config(engine_ops.inspect(subject_image.run_ref))
+    bare = engine_ops.import_(export_archive.path, run_scope.ref("bare-import", "latest"))
+    assert bare.ok, bare.message
+    lost = lost_fields(original, run_config(engine_ops.inspect(bare.result["image_id"])))
+    claim_evidence.observe("import-loses", fields=lost)
+    candidates = restoring_changes(original, lost)
+
+    tried = []
+
+    def answers(changes: list[str]) -> bool:
+        """Commit --change on a container of the bare import (same config rules as import --change)."""
+        holder = engine_ops.create(bare.result["image_id"], f"holder-{len(tried)}", command=["true"])
+        assert holder.ok, holder.message
+        committed = engine_ops.commit(holder.result["container_id"], run_scope.ref("trial", str(len(tried))),
+                                      changes=changes)
+        engine_ops.remove(holder.result["container_id"])
+        if committed.failed:
+            tried.append({"changes": changes, "ok": False, "why": committed.message})
+            return False
+        ok, why = _starts_and_answers(engine_ops, committed.result["image_id"], f"trial-{len(tried)}")
+        engine_ops.untag(run_scope.ref("trial", str(len(tried))))
+        tried.append({"changes": changes, "ok": ok, "why": why})
+        return ok
+
+    assert not answers([]), "the bare import should not start postgres"
+    assert answers(candidates), f"restoring every lost setting should make postgres answer: {tried[-1]}"
+    minimal = list(candidates)
+    for change in candidates:  # drop what is not needed, one at a time
+        fewer = [c for c in minimal if c != change]
+        if answers(fewer):
+            minimal = fewer
+    verified = engine_ops.import_(export_archive.path, run_scope.ref("repaired-import", "latest"), changes=minimal)
+    assert verified.ok, verified.message
+    ok, why = _starts_and_answers(engine_ops, verified.result["image_id"], "repaired")
+    claim_evidence.observe("import-repair", minimal_changes=minimal, tried=tried, verified_by_import=ok,
+                           verify_why=why, lost=[k for k, v in lost.items() if v["lost"]])
+    assert ok, why
+    assert lost["Cmd"]["lost"] and lost["Entrypoint"]["lost"]
+
+
+def _starts_and_answers(engine_ops, image: str, name: str, timeout_s: float = 45) -> tuple[bool, str]:
+    created = engine_ops.create(image, name, environment=PG_ENV)
+    if created.failed:
+        return False, f"create: {created.message}"
+    cid = created.result["container_id"]
+    try:
+        started = engine_ops.start(cid)
+        if started.failed:
+            return False, f"start: {started.message}"
+        ready = engine_ops.wait_ready(cid, PG_READY, timeout_s=timeout_s)
+        if ready.ok:
+            return True, "pg_isready answered"
+        logs = engine_ops.logs(cid, tail=3)
+        return False, f"{ready.message or 'no answer'}; last log: {' / '.join(logs)}"
+    finally:
+        engine_ops.remove(cid)

@@ -1,0 +1,148 @@
+"""docker save and docker load: claims C1, C2 and C3."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from saveexport.archives.saved import Archive
+
+pytestmark = pytest.mark.usefixtures("run_scope")
+
+
+def sha256_of(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tags_in(path) -> list[str]:
+    with Archive(path) as archive:
+        return sorted(tag for image in archive.images for tag in image.repo_tags)
+
+
+@pytest.mark.claim("C1")
+def test_save_two_images_then_load_restores_both(engine_ops, run_scope, subject_image, second_image, archive_dir,
+                                                claim_evidence):
+    """`docker save -o images.tar postgres:9.6 mongo:3.4`, remove both, `docker load -i images.tar`."""
+    refs = [run_scope.ref("c1-postgres", "9.6"), run_scope.ref("c1-mongo", "3.4")]
+    ids = {refs[0]: engine_ops.derive(subject_image.run_ref, refs[0]),
+           refs[1]: engine_ops.derive(second_image.run_ref, refs[1])}
+    saved = engine_ops.save(refs, archive_dir / "images.tar")
+    assert saved.ok, saved.message
+    in_archive = tags_in(saved.result["path"])
+    for ref in refs:
+        engine_ops.untag(ref)
+    gone = {ref: engine_ops.image_id(ref) is None and engine_ops.image_id(ids[ref]) is None for ref in refs}
+    loaded = engine_ops.load(archive_dir / "images.tar")
+    restored = {ref: engine_ops.image_id(ref) for ref in refs}
+    claim_evidence.observe("C1 save two, load both", save=saved, tags_in_archive=in_archive, removed=gone,
+                           load=loaded, ids_before=ids, ids_after=restored)
+    assert all(gone.values()), "the images were still there after removing them"
+    both = loaded.ok and restored == ids
+    claim_evidence.verdict("C1", "confirmed" if both else "refuted",
+                           f"one archive of {saved.bytes:,} bytes held {', '.join(in_archive)}; after both images "
+                           f"were removed, load {'restored both with their ids' if both else 'did not restore both'}")
+    assert in_archive == sorted(refs)
+    assert loaded.ok, loaded.message
+    assert restored == ids
+
+
+@pytest.mark.claim("C2")
+def test_save_by_name_is_an_image_repository_not_a_container(engine_ops, run_scope, subject_image, second_image,
+                                                             archive_dir, claim_evidence):
+    """The article's `docker save -o b.tar postgres` (a container named like the repository) vs `... postgres:9.6`."""
+    ref = run_scope.ref("c2-postgres", "9.6")  # a repository of this test's own, with one tag, as in the article
+    engine_ops.derive(subject_image.run_ref, ref)
+    repository = ref.rsplit(":", 1)[0]
+    container = engine_ops.create(ref, "c2-postgres", environment={"POSTGRES_PASSWORD": "x"})
+    assert container.ok and container.result["name"] == repository
+    assert engine_ops.start(container.result["container_id"]).ok
+
+    by_name = engine_ops.save(repository, archive_dir / "b.tar")
+    by_ref = engine_ops.save(ref, archive_dir / "c.tar")
+    again = engine_ops.save(ref, archive_dir / "c2.tar")
+    assert by_name.ok and by_ref.ok and again.ok
+    as_written = {"b.tar": {"bytes": by_name.bytes, "sha256": sha256_of(archive_dir / "b.tar"),
+                            "tags": tags_in(archive_dir / "b.tar")},
+                  "c.tar": {"bytes": by_ref.bytes, "sha256": sha256_of(archive_dir / "c.tar"),
+                            "tags": tags_in(archive_dir / "c.tar")}}
+    repeat_identical = sha256_of(archive_dir / "c2.tar") == as_written["c.tar"]["sha256"]
+
+    # The rule behind it: give the repository a second tag, on another image.
+    second_tag = f"{repository}:second"
+    engine_ops.tag(second_image.run_ref, second_tag)
+    try:
+        by_name_two_tags = engine_ops.save(repository, archive_dir / "b2.tar")
+        tags_two = tags_in(archive_dir / "b2.tar") if by_name_two_tags.ok else []
+    finally:
+        engine_ops.untag(second_tag)
+
+    # A container whose name is not an image reference.
+    other = engine_ops.create(ref, "only-a-container", environment={"POSTGRES_PASSWORD": "x"})
+    assert other.ok, other.message
+    by_container = engine_ops.save(other.result["name"], archive_dir / "container.tar")
+    engine_ops.remove(other.result["container_id"])
+    engine_ops.remove(container.result["container_id"])
+    for name in ("b.tar", "c.tar", "c2.tar", "b2.tar"):
+        (archive_dir / name).unlink(missing_ok=True)
+
+    claim_evidence.observe("C2 save by name", as_written=as_written, repeat_save_identical=repeat_identical,
+                           save_repository_with_two_tags=by_name_two_tags, tags_then=tags_two,
+                           save_by_container_name=by_container)
+    identical = as_written["b.tar"]["sha256"] == as_written["c.tar"]["sha256"]
+    claim_evidence.verdict("C2", "confirmed" if identical else "refuted",
+                           f"as written (container and repository share the name): the two archives were "
+                           f"{'byte-identical' if identical else 'different'} ({by_name.bytes:,} and "
+                           f"{by_ref.bytes:,} bytes)")
+    if by_container.ok:
+        claim_evidence.verdict("C2", "confirmed", "save by a container's own name saved its image")
+    else:
+        claim_evidence.verdict("C2", "refuted",
+                               f"save by a name that only a container has fails ({by_container.error_type}: "
+                               f"{by_container.message}); save resolves names as images")
+    claim_evidence.verdict("C2", "refuted" if len(tags_two) > 1 else "confirmed",
+                           f"save by the bare repository name saved every tag of the repository ({', '.join(tags_two)})"
+                           if len(tags_two) > 1 else "save by the bare name saved one tag only")
+    claim_evidence.observe("C2 repeat save", byte_identical=repeat_identical)
+    assert by_container.failed, "save by a container-only name unexpectedly worked"
+    assert by_container.error_type in ("docker.errors.ImageNotFound", "docker.errors.NotFound",
+                                       "docker.errors.APIError")
+    assert sorted(tags_two) == sorted([ref, second_tag])
+    assert identical
+
+
+@pytest.mark.claim("C3")
+def test_load_moves_an_existing_tag_and_keeps_the_old_image(engine_ops, run_scope, subject_image, second_image,
+                                                            archive_dir, claim_evidence):
+    """Load an archive whose tag already names another image: where does the tag go, what of the old image?"""
+    ref = run_scope.ref("c3-postgres", "9.6")
+    new_id = engine_ops.derive(subject_image.run_ref, ref)
+    saved = engine_ops.save(ref, archive_dir / "c3.tar")
+    assert saved.ok, saved.message
+    engine_ops.untag(ref)  # the archive's image is no longer on the engine
+    old_id = engine_ops.derive(second_image.run_ref, ref, **{"io.saveexport.role": "old-image"})
+    assert old_id != new_id
+
+    loaded = engine_ops.load(archive_dir / "c3.tar")
+    (archive_dir / "c3.tar").unlink()
+    now = engine_ops.image_id(ref)
+    old_still_there = engine_ops.image_id(old_id) is not None
+    old_tags = engine_ops.inspect(old_id).get("RepoTags") if old_still_there else None
+    claim_evidence.observe("C3 load over an existing tag", load=loaded, tag_now=now, loaded_image=new_id,
+                           old_image=old_id, old_image_still_present=old_still_there, old_image_tags=old_tags)
+    assert loaded.ok, loaded.message
+    claim_evidence.verdict("C3", "confirmed" if now == new_id else "refuted",
+                           "the name now points to the loaded image" if now == new_id else
+                           "the name still points to the old image")
+    if old_still_there:
+        claim_evidence.verdict("C3", "refuted",
+                               f"the old image is not overwritten: it stays, untagged (tags {old_tags}), reachable "
+                               f"only by id; the daemon said: {loaded.message}")
+    else:
+        claim_evidence.verdict("C3", "confirmed", "the old image was removed")
+    assert now == new_id
+    assert old_still_there and not old_tags

@@ -1,0 +1,57 @@
+"""Sizes and structure of the two archives, and the flattened image against the export: claim C11."""
+
+from __future__ import annotations
+
+import pytest
+
+from saveexport.archives.diff import compare, decompose
+from saveexport.archives.flatten import flatten
+from saveexport.archives.saved import ROOTFS, Archive
+
+pytestmark = pytest.mark.usefixtures("run_scope")
+
+
+@pytest.mark.claim("C11")
+def test_sizes_structure_and_flatten_diff(engine_ops, subject_image, subject_container, save_archive, export_archive,
+                                          claim_evidence):
+    runtime = [change["Path"] for change in engine_ops.api.diff(subject_container) or []]
+    image_size = engine_ops.inspect(subject_image.run_ref).get("Size")
+    with Archive(save_archive.path) as save, Archive(export_archive.path) as export:
+        assert export.layout == ROOTFS
+        image = save.images[0]
+        flat = flatten(save, image)
+        volumes = (image.config.get("config") or {}).get("Volumes") or {}
+        diff = compare(flat, export.rootfs_entries(), volumes=volumes, runtime_paths=runtime)
+        parts = decompose(save, flat, export, diff)
+        top_level = sorted({name.split("/", 1)[0] for name in save.members if name})
+        layout = save.layout
+
+    claim_evidence.observe("sizes", save_bytes=save_archive.size, export_bytes=export_archive.size,
+                           image_size=image_size)
+    claim_evidence.observe("save-structure", layout=layout, top_level=top_level,
+                           layers=[layer.to_dict() for layer in flat.layers], repo_tags=image.repo_tags)
+    claim_evidence.observe("decomposition", **parts)
+    claim_evidence.observe("flatten-diff", image_files=diff.image_files, export_files=diff.export_files,
+                           same_files=diff.same_files, by_cause=diff.by_cause(),
+                           differences=[d.to_dict() for d in diff.differences], runtime_changes=runtime)
+
+    smaller = export_archive.size < save_archive.size
+    gap = save_archive.size - export_archive.size
+    claim_evidence.verdict("C11", "confirmed" if smaller else "refuted",
+                           f"export {export_archive.size:,} B vs save {save_archive.size:,} B "
+                           f"({'smaller' if smaller else 'not smaller'} by {abs(gap):,} B)")
+    shadowed = parts["shadowed_by_later_layers"]
+    claim_evidence.verdict(
+        "C11", "confirmed" if shadowed > 0 and shadowed >= 0.5 * gap else "refuted",
+        f"bytes in layers that later layers hide: {shadowed:,} B of the {gap:,} B gap; the rest is tar "
+        f"overhead and metadata (save {parts['layer_tar_overhead'] + parts['save_outer_tar_overhead']:,} B "
+        f"+ {parts['save_metadata_files']:,} B, export {-parts['export_tar_overhead']:,} B)")
+    unexplained = diff.by_cause().get("unexplained", {"paths": 0})["paths"]
+    claim_evidence.verdict("C11", "confirmed" if unexplained == 0 else "refuted",
+                           f"the flattened layers match the export on {diff.same_files:,} of {diff.image_files:,} "
+                           f"paths; every difference is explained (container-only files, volume, runtime changes)"
+                           if unexplained == 0 else f"{unexplained} differences are not explained")
+    # The accounting must add up exactly, whatever the engine.
+    assert parts["total"] == parts["check_save_minus_export"]
+    assert unexplained == 0, [d.to_dict() for d in diff.differences if d.cause == "unexplained"][:10]
+    assert layout in ("docker-legacy", "oci-image-layout")

@@ -1,0 +1,168 @@
+"""The evidence model: what tests record, how it travels to the controller, and the verdicts.
+
+Tests record plain dicts into `item.user_properties` under the name "saveexport"; pytest (and
+pytest-xdist, which serialises reports) carries them to the process that writes the report.
+The report is rendered from the resulting JSON document alone.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import __version__
+from .claims import ARTICLE, CLAIMS, NOT_TESTED, VERDICTS
+
+PROPERTY = "saveexport"
+SCHEMA = "saveexport/evidence"
+SCHEMA_VERSION = 1
+
+
+class Recorder:
+    """Per test: `evidence.observe(...)`, `evidence.verdict(...)`; what it records goes in the report."""
+
+    def __init__(self, user_properties: list, nodeid: str, engine_label: Callable[[], str | None] = lambda: None):
+        self._props = user_properties
+        self.nodeid = nodeid
+        self._engine_label = engine_label
+
+    def _add(self, record: dict[str, Any]) -> None:
+        record.setdefault("test", self.nodeid)
+        record.setdefault("engine", self._engine_label())
+        self._props.append((PROPERTY, record))
+
+    def observe(self, topic: str, **data: Any) -> None:
+        """Record what was seen (outcomes go in as their dicts)."""
+        self._add({"type": "observation", "topic": topic, "data": _plain(data)})
+
+    def verdict(self, claim: str, verdict: str, why: str) -> None:
+        """State one aspect of a claim as confirmed, refuted, version-dependent or not testable."""
+        if claim not in CLAIMS:
+            raise ValueError(f"unknown claim {claim!r}")
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
+        self._add({"type": "verdict", "claim": claim, "verdict": verdict, "why": why})
+
+
+def fact_record(kind: str, key: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A session-level fact (engine, subject image): sent once per process, deduplicated by key."""
+    return {"type": "fact", "kind": kind, "key": key, "data": _plain(data)}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copies: xdist serialises reports, and the report must re-render from JSON."""
+    if hasattr(value, "to_dict"):
+        return _plain(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass
+class Collector:
+    """On the controller: gathers records from test reports and builds the evidence document."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started: str = field(default_factory=lambda: _now())
+
+    def add_report(self, report) -> None:
+        test = self.tests.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0})
+        test["duration_s"] = round(test["duration_s"] + float(getattr(report, "duration", 0.0)), 3)
+        if report.failed:
+            test["outcome"] = "failed" if report.when == "call" else "error"
+        elif report.skipped and test["outcome"] == "passed":
+            test["outcome"] = "skipped"
+        if report.when == "teardown":
+            for name, value in report.user_properties:
+                if name == PROPERTY and isinstance(value, dict):
+                    self.records.append(value)
+
+    @property
+    def has_evidence(self) -> bool:
+        return bool(self.records)
+
+    def document(self, exit_status: int | None = None, run_id: str | None = None) -> dict[str, Any]:
+        facts: dict[str, dict[str, dict[str, Any]]] = {}
+        for record in self.records:
+            if record.get("type") == "fact":
+                facts.setdefault(record["kind"], {})[record["key"]] = record["data"]
+        observations = [r for r in self.records if r.get("type") == "observation"]
+        verdicts = [r for r in self.records if r.get("type") == "verdict"]
+        engines = list(facts.get("engine", {}).values())
+        labels = [e.get("label") for e in engines] or [None]
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "saveexport_version": __version__,
+            "created": _now(),
+            "started": self.started,
+            "run_id": run_id,
+            "exit_status": exit_status,
+            "article": ARTICLE,
+            "machine": machine_info(),
+            "engines": engines,
+            "subjects": list(facts.get("subject", {}).values()),
+            "claims": summarise(verdicts, self.tests, labels),
+            "observations": observations,
+            "tests": self.tests,
+        }
+
+
+def summarise(verdicts: list[dict], tests: dict[str, dict], engines: list[str | None]) -> dict[str, Any]:
+    """One verdict per claim and engine, with the aspects that led to it."""
+    out: dict[str, Any] = {}
+    for claim, text in CLAIMS.items():
+        per_engine = {}
+        for engine in engines:
+            aspects = [dict(v, test_outcome=tests.get(v["test"], {}).get("outcome", "?"))
+                       for v in verdicts if v["claim"] == claim and v.get("engine") == engine]
+            per_engine[engine or "engine"] = _verdict_of(claim, aspects)
+        out[claim] = {"text": text, "per_engine": per_engine}
+    return out
+
+
+def _verdict_of(claim: str, aspects: list[dict]) -> dict[str, Any]:
+    sound = [a for a in aspects if a["test_outcome"] == "passed"]
+    if not aspects:
+        if claim in NOT_TESTED:
+            return {"verdict": "not testable", "summary": NOT_TESTED[claim], "aspects": []}
+        return {"verdict": "no verdict", "summary": "no test in this run recorded a verdict", "aspects": []}
+    if not sound:
+        return {"verdict": "no verdict", "summary": "the tests for this claim failed; see their reports",
+                "aspects": aspects}
+    kinds = {a["verdict"] for a in sound}
+    if kinds == {"confirmed"}:
+        verdict = "confirmed"
+    elif "refuted" in kinds:
+        verdict = "refuted"
+    elif "version-dependent" in kinds:
+        verdict = "version-dependent"
+    elif kinds == {"not testable"}:
+        verdict = "not testable"
+    else:
+        verdict = "confirmed"
+    summary = "; ".join(f"{a['verdict']}: {a['why']}" for a in sound) if len(kinds) > 1 or verdict != "confirmed" \
+        else "; ".join(a["why"] for a in sound)
+    if len(sound) < len(aspects):
+        summary += f" ({len(aspects) - len(sound)} aspect(s) from failed tests left out)"
+    return {"verdict": verdict, "summary": summary, "aspects": aspects}
+
+
+def machine_info() -> dict[str, Any]:
+    import docker
+    import pytest
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
+            "pytest": pytest.__version__, "docker_sdk": docker.__version__}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

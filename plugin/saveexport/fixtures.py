@@ -1,0 +1,159 @@
+"""Fixtures for experiments on a real engine: use them in your own tests too.
+
+Session scope, one engine per process; each archive is made once and shared.
+
+- ``container_engine``: the connected :class:`~saveexport.engines.Engine` (facts: version, API, store).
+- ``run_scope``: the run's namespace, labels and ledger; everything it names is removed at the end.
+- ``engine_ops``: :class:`~saveexport.operations.Operations`; save/export/load/import/commit/run/exec,
+  each returning an :class:`~saveexport.operations.Outcome` instead of raising.
+- ``subject_image`` / ``second_image``: the run's labelled copies of the subject images
+  (default postgres:9.6 and mongo:3.4; offline stand-ins where they cannot be pulled).
+- ``subject_container``: a running, ready container of the subject image.
+- ``save_archive`` / ``export_archive``: the subject's save archive and the container's export
+  archive, each with the Outcome that made it.
+- ``claim_evidence`` (function scope): records observations and verdicts into the report.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .engines import Engine
+from .errors import SaveexportError
+from .evidence import Recorder, fact_record
+from .isolation import RunScope, Snapshot
+from .operations import Operations, Outcome
+from .settings import Settings
+from .subject import SubjectImage, obtain
+from .state import ENGINE_LABEL, PENDING_FACTS, RUN_ID, SETTINGS
+
+PG_ENV = {"POSTGRES_PASSWORD": "saveexport"}
+PG_READY = ["pg_isready", "-U", "postgres", "-h", "/var/run/postgresql"]
+
+
+@dataclass
+class MadeArchive:
+    """An archive on disk and the Outcome of the operation that wrote it."""
+
+    path: Path
+    outcome: Outcome
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+def _fact(config: pytest.Config, kind: str, key: str, data: dict) -> None:
+    config.stash[PENDING_FACTS].append(fact_record(kind, key, data))
+
+
+@pytest.fixture(scope="session")
+def saveexport_settings(pytestconfig: pytest.Config) -> Settings:
+    return pytestconfig.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def container_engine(pytestconfig: pytest.Config, saveexport_settings: Settings):
+    try:
+        engine = Engine.connect(saveexport_settings.docker_host, timeout=saveexport_settings.timeout)
+        facts = engine.facts
+    except SaveexportError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    pytestconfig.stash[ENGINE_LABEL] = facts.label
+    _fact(pytestconfig, "engine", facts.endpoint, facts.to_dict())
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
+    """The run's namespace; at the end (also after failures and Ctrl-C) it removes what the run made."""
+    scope = RunScope(run_id=pytestconfig.stash[RUN_ID])
+    before = Snapshot.take(container_engine)
+    yield scope
+    problems = scope.cleanup(container_engine, protected=before)
+    if problems:
+        pytestconfig.stash[PENDING_FACTS].append(fact_record("cleanup", "problems", {"problems": problems}))
+        raise SaveexportError("cleanup left things behind: " + "; ".join(problems))
+
+
+@pytest.fixture(scope="session")
+def engine_ops(container_engine: Engine, run_scope: RunScope) -> Operations:
+    return Operations(container_engine, run_scope)
+
+
+def _subject(config: pytest.Config, engine: Engine, settings: Settings, scope: RunScope, ref: str) -> SubjectImage:
+    try:
+        subject = obtain(engine, ref, settings.image_source, scope, cache_dir=settings.cache_dir,
+                         suite=settings.debian_suite, mirror=settings.debian_mirror)
+    except SaveexportError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    _fact(config, "subject", f"{engine.endpoint}|{ref}", subject.to_dict())
+    return subject
+
+
+@pytest.fixture(scope="session")
+def subject_image(pytestconfig, container_engine, saveexport_settings, run_scope) -> SubjectImage:
+    return _subject(pytestconfig, container_engine, saveexport_settings, run_scope, saveexport_settings.image)
+
+
+@pytest.fixture(scope="session")
+def second_image(pytestconfig, container_engine, saveexport_settings, run_scope) -> SubjectImage:
+    return _subject(pytestconfig, container_engine, saveexport_settings, run_scope, saveexport_settings.second_image)
+
+
+@pytest.fixture(scope="session")
+def archive_dir(tmp_path_factory: pytest.TempPathFactory, saveexport_settings: Settings):
+    path = tmp_path_factory.mktemp("saveexport-archives")
+    yield path
+    if not saveexport_settings.keep_archives:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def subject_container(engine_ops: Operations, subject_image: SubjectImage):
+    """A running container of the subject, named like the article's (`<run>-postgres`), ready."""
+    created = engine_ops.create(subject_image.run_ref, "postgres", environment=PG_ENV)
+    if created.failed:
+        pytest.fail(f"could not create a container of {subject_image.run_ref}: {created.message}", pytrace=False)
+    cid = created.result["container_id"]
+    started = engine_ops.start(cid)
+    if started.failed:
+        pytest.fail(f"could not start {created.result['name']}: {started.message}", pytrace=False)
+    ready = engine_ops.wait_ready(cid, PG_READY, timeout_s=90)
+    if ready.failed:
+        logs = "\n".join(engine_ops.logs(cid))
+        pytest.fail(f"{created.result['name']} did not become ready: {ready.message}\n{logs}", pytrace=False)
+    yield created.result["name"]
+    engine_ops.remove(cid)
+
+
+@pytest.fixture(scope="session")
+def save_archive(engine_ops: Operations, subject_image: SubjectImage, archive_dir: Path) -> MadeArchive:
+    """`docker save -o postgres-save.tar <run>-postgres:9.6`."""
+    path = archive_dir / "postgres-save.tar"
+    outcome = engine_ops.save(subject_image.run_ref, path)
+    if outcome.failed:
+        pytest.fail(f"docker save {subject_image.run_ref} failed: {outcome.message}", pytrace=False)
+    return MadeArchive(path, outcome)
+
+
+@pytest.fixture(scope="session")
+def export_archive(engine_ops: Operations, subject_container: str, archive_dir: Path) -> MadeArchive:
+    """`docker export -o postgres-export.tar <run>-postgres` (the running container)."""
+    path = archive_dir / "postgres-export.tar"
+    outcome = engine_ops.export(subject_container, path)
+    if outcome.failed:
+        pytest.fail(f"docker export {subject_container} failed: {outcome.message}", pytrace=False)
+    return MadeArchive(path, outcome)
+
+
+@pytest.fixture
+def claim_evidence(request: pytest.FixtureRequest) -> Recorder:
+    """Record observations and verdicts for the claims this test covers."""
+    config = request.config
+    return Recorder(request.node.user_properties, request.node.nodeid, lambda: config.stash.get(ENGINE_LABEL, None))

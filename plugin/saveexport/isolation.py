@@ -1,0 +1,164 @@
+"""Keeping the user's engine untouched: a namespace and labels per run, a snapshot, and cleanup.
+
+Every name the suite creates starts with ``saveexport-<run>-`` and every container and built
+image carries the run's labels. Loading an archive can move tags silently, so the suite only
+ever saves, loads and imports under its own namespace, and cleanup removes, by name, by label
+and by recorded id, everything the run made — and nothing that existed before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import docker.errors
+
+from .engines import Engine
+
+LABEL_CREATOR = "io.saveexport.creator"
+LABEL_RUN = "io.saveexport.run"
+LABEL_CACHE = "io.saveexport.cache"
+CREATOR = "saveexport"
+CACHE_PREFIX = "saveexport-cache-"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What exists on an engine: image ids with their tags, containers, volumes, networks."""
+
+    images: dict[str, tuple[str, ...]]
+    containers: dict[str, str]
+    volumes: frozenset[str]
+    networks: frozenset[str]
+
+    @classmethod
+    def take(cls, engine: Engine) -> Snapshot:
+        api = engine.api
+        images = {i["Id"]: tuple(sorted(i.get("RepoTags") or ())) for i in api.images(all=True)}
+        containers = {c["Id"]: (c.get("Names") or ["?"])[0] for c in api.containers(all=True)}
+        volumes = frozenset(v["Name"] for v in (api.volumes().get("Volumes") or []))
+        networks = frozenset(n["Name"] for n in api.networks())
+        return cls(images, containers, volumes, networks)
+
+    def changes_since(self, before: Snapshot) -> dict[str, Any]:
+        """What differs from `before`; empty when the engine is as it was."""
+        out: dict[str, Any] = {}
+        gone = {i: t for i, t in before.images.items() if i not in self.images}
+        new = {i: t for i, t in self.images.items() if i not in before.images}
+        retagged = {i: (before.images[i], self.images[i]) for i in before.images
+                    if i in self.images and before.images[i] != self.images[i]}
+        for key, value in (("images_removed", gone), ("images_added", new), ("images_retagged", retagged),
+                           ("containers_removed", sorted(set(before.containers) - set(self.containers))),
+                           ("containers_added", sorted(set(self.containers) - set(before.containers))),
+                           ("volumes_removed", sorted(before.volumes - self.volumes)),
+                           ("volumes_added", sorted(self.volumes - before.volumes)),
+                           ("networks_removed", sorted(before.networks - self.networks)),
+                           ("networks_added", sorted(self.networks - before.networks))):
+            if value:
+                out[key] = value
+        return out
+
+
+@dataclass
+class RunScope:
+    """One run's namespace, labels and ledger of what it created."""
+
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    images: set[str] = field(default_factory=set)
+    containers: set[str] = field(default_factory=set)
+
+    @property
+    def prefix(self) -> str:
+        return f"saveexport-{self.run_id}-"
+
+    def name(self, what: str) -> str:
+        return f"{self.prefix}{what}"
+
+    def ref(self, what: str, tag: str = "latest") -> str:
+        return f"{self.prefix}{what}:{tag}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL_CREATOR: CREATOR, LABEL_RUN: self.run_id, "io.saveexport.pid": str(os.getpid())}
+
+    def owns_tag(self, tag: str) -> bool:
+        return tag.startswith(self.prefix)
+
+    def track_image(self, image_id: str | None) -> None:
+        if image_id:
+            self.images.add(image_id)
+
+    def track_container(self, container_id: str | None) -> None:
+        if container_id:
+            self.containers.add(container_id)
+
+    def cleanup(self, engine: Engine, protected: Snapshot | None = None) -> list[str]:
+        """Remove what this run made; returns one line per thing that could not be removed."""
+        return sweep(engine, run_id=self.run_id, owns_tag=self.owns_tag, image_ids=self.images,
+                     container_ids=self.containers, protected=protected)
+
+
+def sweep(engine: Engine, *, run_id: str | None, owns_tag: Callable[[str], bool], image_ids: Iterable[str] = (),
+          container_ids: Iterable[str] = (), protected: Snapshot | None = None) -> list[str]:
+    """Remove containers, tags and images of one run (or of every run when run_id is None)."""
+    api = engine.api
+    problems: list[str] = []
+    label = f"{LABEL_RUN}={run_id}" if run_id else LABEL_RUN
+
+    containers = {c["Id"] for c in api.containers(all=True, filters={"label": label})}
+    containers |= set(container_ids)
+    for cid in containers:
+        with _gone_ok(problems, f"container {cid[:12]}"):
+            api.remove_container(cid, force=True, v=True)
+
+    protected_ids = set(protected.images) if protected else set()
+    # Untag every tag in the namespace: loads and imports create tags without labels.
+    for image in api.images(all=True):
+        for tag in image.get("RepoTags") or ():
+            if owns_tag(tag):
+                with _gone_ok(problems, f"tag {tag}"):
+                    api.remove_image(tag, noprune=False)
+    doomed = {i["Id"] for i in api.images(all=True, filters={"label": label})} | set(image_ids)
+    # Children first: removing an image that another image builds on fails.
+    for _ in range(3):
+        left = set()
+        for iid in doomed - protected_ids:
+            try:
+                api.remove_image(iid, force=False, noprune=False)
+            except docker.errors.ImageNotFound:
+                pass
+            except docker.errors.APIError:
+                left.add(iid)
+        doomed = left
+        if not doomed:
+            break
+    for iid in doomed - protected_ids:
+        with _gone_ok(problems, f"image {iid[:19]}"):
+            tags = [t for t in (api.inspect_image(iid).get("RepoTags") or [])]
+            if tags:  # tagged by someone else since: not ours to remove
+                continue
+            api.remove_image(iid, force=True)
+
+    for volume in api.volumes(filters={"label": label}).get("Volumes") or []:
+        with _gone_ok(problems, f"volume {volume['Name']}"):
+            api.remove_volume(volume["Name"], force=True)
+    for network in api.networks(filters={"label": label}):
+        with _gone_ok(problems, f"network {network['Name']}"):
+            api.remove_network(network["Id"])
+    return problems
+
+
+@contextlib.contextmanager
+def _gone_ok(problems: list[str], what: str):
+    try:
+        yield
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        problems.append(f"could not remove {what}: {exc.explanation or exc}")

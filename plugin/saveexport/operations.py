@@ -1,0 +1,349 @@
+"""save, export, load, import, commit, run and exec — each returns an Outcome, never raises for the
+daemon's refusal, so an experiment can record what happened whatever it was.
+
+Archives are streamed between the engine and files in 1 MiB chunks; nothing holds one in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import docker.errors
+import requests.exceptions
+
+from .engines import Engine
+from .isolation import RunScope
+
+CHUNK = 1 << 20
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+@dataclass
+class Outcome:
+    """What one operation did: ok or not, the exception's type, the daemon's own words, cost."""
+
+    op: str
+    ok: bool
+    error_type: str | None = None
+    status_code: int | None = None
+    message: str | None = None
+    duration_s: float = 0.0
+    bytes: int | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Attempt:
+    """Times a block and keeps the engine's refusal (a typed docker-py error) instead of raising it."""
+
+    def __init__(self, op: str):
+        self.op = op
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+    def __enter__(self) -> _Attempt:
+        self.start = time.monotonic()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self.seconds = round(time.monotonic() - self.start, 3)
+        if exc is not None and isinstance(exc, ENGINE_ERRORS):
+            self.error = exc
+            return True
+        return False
+
+    def failure(self, **result: Any) -> Outcome:
+        exc = self.error
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        message = getattr(exc, "explanation", None) or str(exc)
+        return Outcome(op=self.op, ok=False, error_type=f"{type(exc).__module__}.{type(exc).__name__}",
+                       status_code=status, message=str(message).strip(), duration_s=self.seconds, result=result)
+
+
+class StreamError(docker.errors.APIError):
+    """An error the daemon reported inside a 200 response's JSON stream (load, import)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, explanation=message)
+
+
+class Operations:
+    """The engine verbs the article uses, bound to one engine and one run's namespace."""
+
+    def __init__(self, engine: Engine, scope: RunScope):
+        self.engine = engine
+        self.api = engine.api
+        self.scope = scope
+
+    # -- archives out --------------------------------------------------------------------------------
+    def save(self, refs: str | Iterable[str], path: Path) -> Outcome:
+        """docker save REF [REF...] -o path (one request: /images/get?names=...)."""
+        names = [refs] if isinstance(refs, str) else list(refs)
+        with _Attempt("save") as attempt:
+            res = self.api._get(self.api._url("/images/get"), params={"names": names}, stream=True)
+            self.api._raise_for_status(res)
+            written = _write_stream(res.iter_content(CHUNK), path)
+        if attempt.error:
+            _unlink(path)
+            return attempt.failure(refs=names)
+        return Outcome("save", True, duration_s=attempt.seconds, bytes=written,
+                       result={"refs": names, "path": str(path)})
+
+    def export(self, container: str, path: Path) -> Outcome:
+        """docker export CONTAINER -o path."""
+        with _Attempt("export") as attempt:
+            written = _write_stream(self.api.export(container, chunk_size=CHUNK), path)
+        if attempt.error:
+            _unlink(path)
+            return attempt.failure(container=container)
+        return Outcome("export", True, duration_s=attempt.seconds, bytes=written,
+                       result={"container": container, "path": str(path)})
+
+    # -- archives in ---------------------------------------------------------------------------------
+    def load(self, path: Path) -> Outcome:
+        """docker load -i path; records every line the daemon printed."""
+        lines: list[str] = []
+        with open(path, "rb") as archive, _Attempt("load") as attempt:
+            for message in self.api.load_image(archive):
+                if "error" in message:
+                    raise StreamError(message.get("error") or json.dumps(message))
+                text = (message.get("stream") or message.get("status") or "").strip()
+                if text:
+                    lines.append(text)
+        loaded_refs = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Loaded image:")]
+        loaded_ids = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Loaded image ID:")]
+        for ref in loaded_refs:
+            self._track_ref(ref)
+        for image_id in loaded_ids:
+            self.scope.track_image(image_id)
+        result = {"daemon_lines": lines, "loaded_refs": loaded_refs, "loaded_ids": loaded_ids}
+        if attempt.error:
+            return attempt.failure(**result)
+        return Outcome("load", True, message="\n".join(lines) or None, duration_s=attempt.seconds,
+                       bytes=os.path.getsize(path), result=result)
+
+    def import_(self, path: Path, ref: str | None = None, *, changes: list[str] | None = None,
+                message: str | None = None) -> Outcome:
+        """docker import [--change ...] [--message ...] path [REF].
+
+        docker-py's import_image has no `message` (docker-py PR #2099 is unmerged), so this posts to
+        the documented /images/create?fromSrc=- endpoint itself, streaming the file as the body.
+        """
+        params: dict[str, Any] = {"fromSrc": "-"}
+        if ref:
+            repository, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
+            params.update(repo=repository, tag=tag)
+        if message:
+            params["message"] = message
+        if changes:
+            params["changes"] = changes
+        lines: list[str] = []
+        image_id = None
+        with open(path, "rb") as archive, _Attempt("import") as attempt:
+            res = self.api._post(self.api._url("/images/create"), params=params, data=archive, stream=True,
+                                 headers={"Content-Type": "application/tar"}, timeout=None)
+            self.api._raise_for_status(res)
+            for raw in res.iter_lines():
+                if not raw:
+                    continue
+                item = json.loads(raw)
+                if "error" in item:
+                    raise StreamError(item.get("error") or json.dumps(item))
+                status = str(item.get("status") or "").strip()
+                if status:
+                    lines.append(status)
+                    if status.startswith("sha256:"):
+                        image_id = status
+        self.scope.track_image(image_id)
+        if attempt.error:
+            return attempt.failure(ref=ref, changes=changes or [], daemon_lines=lines)
+        return Outcome("import", True, message="\n".join(lines) or None, duration_s=attempt.seconds,
+                       bytes=os.path.getsize(path),
+                       result={"image_id": image_id, "ref": ref, "changes": changes or [], "message": message})
+
+    def commit(self, container: str, ref: str, *, changes: list[str] | None = None,
+               message: str | None = None) -> Outcome:
+        repository, _, tag = ref.rpartition(":")
+        with _Attempt("commit") as attempt:
+            res = self.api.commit(container, repository=repository, tag=tag, message=message, changes=changes or None)
+        if attempt.error:
+            return attempt.failure(ref=ref)
+        self.scope.track_image(res.get("Id"))
+        return Outcome("commit", True, duration_s=attempt.seconds,
+                       result={"image_id": res.get("Id"), "ref": ref, "changes": changes or [], "message": message})
+
+    # -- containers ----------------------------------------------------------------------------------
+    def create(self, image: str, name: str, *, command: list[str] | None = None,
+               entrypoint: list[str] | None = None, environment: dict[str, str] | None = None) -> Outcome:
+        """docker create, labelled and namespaced, with no network (nothing here needs one)."""
+        with _Attempt("create") as attempt:
+            container = self.api.create_container(
+                image, command=command, entrypoint=entrypoint, name=self.scope.name(name),
+                environment=environment, labels=self.scope.labels,
+                host_config=self.api.create_host_config(network_mode="none"))
+        if attempt.error:
+            return attempt.failure(image=image)
+        self.scope.track_container(container["Id"])
+        return Outcome("create", True, duration_s=attempt.seconds,
+                       result={"container_id": container["Id"], "name": self.scope.name(name)})
+
+    def start(self, container: str) -> Outcome:
+        with _Attempt("start") as attempt:
+            self.api.start(container)
+        if attempt.error:
+            return attempt.failure(container=container)
+        return Outcome("start", True, duration_s=attempt.seconds, result={"container": container})
+
+    def run_probe(self, image: str, name: str, *, command: list[str] | None = None,
+                  entrypoint: list[str] | None = None, environment: dict[str, str] | None = None,
+                  settle_s: float = 4.0) -> Outcome:
+        """Does the image run? create + start, then watch it for `settle_s` seconds.
+
+        result["state"]: refused-at-create | refused-at-start | exited | running. The container is
+        removed (with its anonymous volumes) afterwards; its last log lines are kept.
+        """
+        created = self.create(image, name, command=command, entrypoint=entrypoint, environment=environment)
+        if created.failed:
+            created.op = "run"
+            created.result["state"] = "refused-at-create"
+            return created
+        cid = created.result["container_id"]
+        try:
+            started = self.start(cid)
+            if started.failed:
+                started.op = "run"
+                started.result.update(state="refused-at-start", logs=self.logs(cid))
+                started.duration_s = round(created.duration_s + started.duration_s, 3)
+                return started
+            deadline = time.monotonic() + settle_s
+            state = self.api.inspect_container(cid)["State"]
+            while state.get("Running") and time.monotonic() < deadline:
+                time.sleep(0.25)
+                state = self.api.inspect_container(cid)["State"]
+            running = bool(state.get("Running"))
+            exit_code = None if running else state.get("ExitCode")
+            logs = self.logs(cid)
+            ok = running or exit_code == 0
+            return Outcome("run", ok, message=None if ok else (state.get("Error") or logs[-1:] or [None])[0],
+                           duration_s=round(created.duration_s + started.duration_s, 3),
+                           result={"state": "running" if running else "exited", "exit_code": exit_code,
+                                   "logs": logs, "image": image})
+        finally:
+            self.remove(cid)
+
+    def exec(self, container: str, cmd: list[str], user: str | None = None) -> Outcome:
+        with _Attempt("exec") as attempt:
+            created = self.api.exec_create(container, cmd, user=user or "")
+            output = self.api.exec_start(created["Id"]).decode(errors="replace")
+            exit_code = self.api.exec_inspect(created["Id"]).get("ExitCode")
+        if attempt.error:
+            return attempt.failure(cmd=cmd)
+        return Outcome("exec", exit_code == 0, message=None if exit_code == 0 else output.strip()[-300:],
+                       duration_s=attempt.seconds, result={"exit_code": exit_code, "output": output, "cmd": cmd})
+
+    def wait_ready(self, container: str, cmd: list[str], timeout_s: float = 60.0, user: str | None = None) -> Outcome:
+        """Run `cmd` in the container until it exits 0 or `timeout_s` passes."""
+        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        while True:
+            outcome = self.exec(container, cmd, user=user)
+            if outcome.ok or time.monotonic() > deadline:
+                outcome.op = "wait-ready"
+                outcome.duration_s = round(time.monotonic() - started, 3)
+                return outcome
+            state = self.api.inspect_container(container)["State"]
+            if not state.get("Running"):
+                return Outcome("wait-ready", False, message=f"container exited with {state.get('ExitCode')}",
+                               duration_s=round(time.monotonic() - started, 3),
+                               result={"logs": self.logs(container)})
+            time.sleep(0.5)
+
+    def logs(self, container: str, tail: int = 20) -> list[str]:
+        try:
+            raw = self.api.logs(container, stdout=True, stderr=True, tail=tail)
+        except ENGINE_ERRORS:
+            return []
+        return raw.decode(errors="replace").rstrip().splitlines()
+
+    def remove(self, container: str) -> None:
+        try:
+            self.api.remove_container(container, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+    # -- images --------------------------------------------------------------------------------------
+    def tag(self, image: str, ref: str) -> None:
+        repository, _, tag = ref.rpartition(":")
+        self.api.tag(image, repository, tag)
+
+    def untag(self, ref: str) -> None:
+        """Remove a tag (and the image, if that was its last tag and no child needs it)."""
+        try:
+            self.api.remove_image(ref)
+        except docker.errors.ImageNotFound:
+            pass
+
+    def derive(self, source: str, ref: str, **labels: str) -> str:
+        """A labelled image of the run's own made FROM `source`: same layers, a new id."""
+        return build_labelled_copy(self.engine, source, ref, {**self.scope.labels, **labels}, self.scope)
+
+    def image_id(self, ref: str) -> str | None:
+        try:
+            return self.api.inspect_image(ref)["Id"]
+        except docker.errors.ImageNotFound:
+            return None
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        return self.api.inspect_image(ref)
+
+    def history(self, ref: str) -> list[dict[str, Any]]:
+        return self.api.history(ref)
+
+    def _track_ref(self, ref: str) -> None:
+        image_id = self.image_id(ref)
+        self.scope.track_image(image_id)
+
+
+def build_labelled_copy(engine: Engine, source: str, ref: str, labels: dict[str, str], scope: RunScope) -> str:
+    """`docker build` of `FROM source` with labels only: no new layer, a new image id."""
+    image_id = None
+    try:
+        for chunk in engine.api.build(fileobj=io.BytesIO(f"FROM {source}\n".encode()), tag=ref, labels=labels,
+                                      rm=True, forcerm=True, decode=True, pull=False):
+            if "error" in chunk:
+                raise docker.errors.BuildError(chunk["error"].strip(), [])
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+    finally:
+        scope.track_image(image_id)
+    image_id = image_id or engine.api.inspect_image(ref)["Id"]
+    scope.track_image(image_id)
+    return image_id
+
+
+def _write_stream(chunks: Iterable[bytes], path: Path) -> int:
+    written = 0
+    with open(path, "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            written += len(chunk)
+    return written
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,145 @@
+"""pytest hooks only: options, run id, evidence collection, terminal summary, report writing.
+
+Logic lives in the modules beside this one; fixtures in fixtures.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+
+import pytest
+
+from . import report as report_module
+from .errors import SaveexportError
+from .evidence import Collector
+from .fixtures import (  # noqa: F401  (pytest finds fixtures through this module)
+    archive_dir,
+    claim_evidence,
+    container_engine,
+    engine_ops,
+    export_archive,
+    run_scope,
+    save_archive,
+    saveexport_settings,
+    second_image,
+    subject_container,
+    subject_image,
+)
+from .settings import add_options, resolve
+from .state import COLLECTOR, DOCUMENT, PENDING_FACTS, REPORT_ERROR, REPORT_PATHS, RUN_ID, SETTINGS
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "claim(*ids): the article's claims (C1..C13) a test gives evidence for")
+    try:
+        config.stash[SETTINGS] = resolve(config)
+    except SaveexportError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    # One run id for the whole run, shared with xdist workers so that one namespace covers them all.
+    workerinput = getattr(config, "workerinput", None)
+    config.stash[RUN_ID] = (workerinput or {}).get("saveexport_run_id") or secrets.token_hex(4)
+    config.stash[PENDING_FACTS] = []
+    if _is_controller(config):
+        config.stash[COLLECTOR] = Collector()
+    _stop_on_sigterm()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so fixtures clean the engine up."""
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not in the main thread
+        pass
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist controller: hand the run id to every worker."""
+    node.workerinput["saveexport_run_id"] = node.config.stash[RUN_ID]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    if call.when == "teardown":
+        pending = item.config.stash[PENDING_FACTS]
+        if pending:
+            item.user_properties.extend(("saveexport", fact) for fact in pending)
+            pending.clear()
+    report = yield
+    if report.failed and call.when == "call":
+        _attach_container_logs(item, report)
+    return report
+
+
+def _attach_container_logs(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failing experiment shows the subject container's last log lines (pytest-docker-tools style)."""
+    funcargs = getattr(item, "funcargs", {})
+    name = funcargs.get("subject_container")
+    ops = funcargs.get("engine_ops")
+    if not name or ops is None:
+        return
+    lines = ops.logs(name, tail=40)
+    if lines:
+        report.sections.append((f"container {name} (last 40 log lines)", "\n".join(lines)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _is_controller(session.config):
+        session.config.pluginmanager.register(_ReportListener(session.config), "saveexport-report-listener")
+
+
+class _ReportListener:
+    """Collects evidence from every report this process sees (with xdist: the controller's view)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.config.stash[COLLECTOR].add_report(report)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Build the evidence document once and write it; the terminal summary shows the same document."""
+    config = session.config
+    if not _is_controller(config) or not config.stash[COLLECTOR].has_evidence:
+        return
+    document = config.stash[COLLECTOR].document(exit_status=int(exitstatus), run_id=config.stash[RUN_ID])
+    config.stash[DOCUMENT] = document
+    directory = config.stash[SETTINGS].report_dir
+    try:
+        config.stash[REPORT_PATHS] = report_module.write(document, directory)
+    except OSError as exc:
+        config.stash[REPORT_ERROR] = f"could not write the report to {directory}: {exc}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    document = config.stash.get(DOCUMENT, None)
+    if document is None:
+        return
+    terminalreporter.write_sep("=", "saveexport verdicts")
+    engines = ", ".join(e["label"] for e in document["engines"]) or "no engine"
+    terminalreporter.write_line(f"engine: {engines}")
+    for claim, data in document["claims"].items():
+        verdicts = ", ".join(entry["verdict"] for entry in data["per_engine"].values())
+        terminalreporter.write_line(f"{claim:>4}  {verdicts:<17} {data['text'][:90]}")
+    if REPORT_ERROR in config.stash:
+        terminalreporter.write_line(f"saveexport: {config.stash[REPORT_ERROR]}", red=True)
+    paths = config.stash.get(REPORT_PATHS, [])
+    if paths:
+        terminalreporter.write_line(f"saveexport report: {paths[0]} (evidence: {paths[1]})")

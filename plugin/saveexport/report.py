@@ -1,0 +1,283 @@
+"""The evidence report: Markdown (tabulate, pipe format) and JSON, rendered from the document alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from .errors import ArchiveError
+
+MARKDOWN_NAME = "saveexport-report.md"
+JSON_NAME = "saveexport-evidence.json"
+
+
+def write(document: dict[str, Any], directory: Path) -> list[Path]:
+    """Write both files atomically (a half-written report is worse than none)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / JSON_NAME
+    md_path = directory / MARKDOWN_NAME
+    _atomic_write(json_path, json.dumps(document, indent=1, sort_keys=False, ensure_ascii=False) + "\n")
+    _atomic_write(md_path, render_markdown(document))
+    return [md_path, json_path]
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ArchiveError(f"cannot read evidence {path}: {exc}") from exc
+    if not isinstance(document, dict) or document.get("schema") != "saveexport/evidence":
+        raise ArchiveError(f"{path} is not a saveexport evidence file (no 'schema': 'saveexport/evidence')")
+    return document
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
+
+
+def _cell(text: Any, limit: int = 160) -> str:
+    value = "" if text is None else str(text)
+    value = " ".join(value.split()).replace("|", "\\|")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _mb(n: Any) -> str:
+    return "" if n is None else f"{int(n):,} B ({int(n) / 1e6:.1f} MB)"
+
+
+def verdict_rows(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    engines = [e["label"] for e in document.get("engines") or []] or ["engine"]
+    rows = []
+    for claim, data in document.get("claims", {}).items():
+        row = [claim, _cell(data["text"], 90)]
+        for engine in engines:
+            entry = data["per_engine"].get(engine) or {"verdict": "no verdict", "summary": ""}
+            row.append(f"**{entry['verdict']}**")
+            row.append(_cell(entry["summary"], 400))
+        rows.append(row)
+    headers = ["claim", "the article says"]
+    for engine in engines:
+        headers += [f"verdict ({engine})" if len(engines) > 1 else "verdict", "evidence"]
+    return headers, rows
+
+
+def observations(document: dict[str, Any], topic: str) -> list[dict[str, Any]]:
+    return [o for o in document.get("observations", []) if o.get("topic") == topic]
+
+
+def render_markdown(document: dict[str, Any]) -> str:
+    out: list[str] = []
+    add = out.append
+    add("# saveexport evidence report\n")
+    add(f"Article: {document.get('article')}. Generated {document.get('created')} by saveexport "
+        f"{document.get('saveexport_version')} (evidence schema {document.get('schema_version')}); "
+        f"re-render with `saveexport report {JSON_NAME}`.\n")
+
+    add("## Engine\n")
+    engines = document.get("engines") or []
+    if engines:
+        add(_table([[e["label"], e["kind"], e["version"], e["api_version"], e["storage_driver"], e["image_store"],
+                     ", ".join(f"{k} {v}" for k, v in (e.get("components") or {}).items()), e["endpoint"]]
+                    for e in engines],
+                   ["engine", "kind", "version", "API", "storage driver", "image store", "components", "endpoint"]))
+    else:
+        add("No engine was used in this run.")
+    machine = document.get("machine") or {}
+    add(f"\nMachine: {machine.get('platform')}, Python {machine.get('python')}, pytest {machine.get('pytest')}, "
+        f"Docker SDK {machine.get('docker_sdk')}.\n")
+
+    subjects = document.get("subjects") or []
+    if subjects:
+        add("## Subject images\n")
+        add(_table([[s["requested"], s["obtained"], s["source_ref"], s["image_id"][:19], s["run_ref"], s["layers"],
+                     _mb(s["size"]), _cell(s.get("note"))] for s in subjects],
+                   ["requested", "obtained", "image used", "its id", "run copy", "layers", "size", "note"]))
+        add("\nThe run works on a labelled copy of each image (same layers, its own id), so nothing it "
+            "removes or overwrites belongs to anyone else.\n")
+
+    add("## Verdicts\n")
+    headers, rows = verdict_rows(document)
+    add(_table(rows, headers))
+    add("")
+
+    _cross_load(document, add)
+    _sizes(document, add)
+    _import_losses(document, add)
+    _generic(document, add)
+    _timings(document, add)
+    _tests(document, add)
+    return "\n".join(out) + "\n"
+
+
+def _cross_load(document: dict[str, Any], add) -> None:
+    cells = observations(document, "cross-load")
+    if not cells:
+        return
+    add("## Cross-load matrix (C9, C10, C12)\n")
+    add("Each archive of the subject fed to each way in; then: does the result run without a command, and "
+        "with the subject's original entrypoint and command? The daemon's words are quoted as it said them.\n")
+    rows = []
+    for o in sorted(cells, key=lambda o: (o["data"]["archive"], o["data"]["way_in"])):
+        d = o["data"]
+        into = d["into"]
+        runs = d.get("run_default") or {}
+        again = d.get("run_original") or {}
+        rows.append([o.get("engine") or "", d["archive"], d["way_in"], "yes" if into["ok"] else "no",
+                     _cell(into.get("message") if not into["ok"] else _first(into), 140),
+                     _run_cell(runs), _run_cell(again)])
+    add(_table(rows, ["engine", "archive", "way in", "succeeds", "the daemon said", "runs as is",
+                      "runs with the original command"]))
+    add("")
+
+
+def _first(outcome: dict[str, Any]) -> str:
+    lines = (outcome.get("result") or {}).get("daemon_lines") or []
+    return lines[-1] if lines else (outcome.get("message") or "")
+
+
+def _run_cell(run: dict[str, Any]) -> str:
+    if not run:
+        return "—"
+    result = run.get("result") or {}
+    state = result.get("state", "?")
+    if run.get("ok"):
+        return f"yes ({state})"
+    detail = run.get("message") or ""
+    return _cell(f"no, {state}: {detail}", 160)
+
+
+def _sizes(document: dict[str, Any], add) -> None:
+    sizes = observations(document, "sizes")
+    structure = observations(document, "save-structure")
+    decomposition = observations(document, "decomposition")
+    flatten_diff = observations(document, "flatten-diff")
+    if not (sizes or structure or decomposition):
+        return
+    add("## Sizes and structure (C11)\n")
+    for o in sizes:
+        d = o["data"]
+        add(_table([["save archive", _mb(d["save_bytes"])], ["export archive", _mb(d["export_bytes"])],
+                    ["save − export", _mb(d["save_bytes"] - d["export_bytes"])],
+                    ["image size reported by the engine", _mb(d.get("image_size"))]], ["", "bytes"]))
+        add("")
+    for o in structure:
+        d = o["data"]
+        add(f"Save archive layout: **{d['layout']}**; top-level entries: {', '.join(d['top_level'])}.\n")
+        add(_table([[i + 1, _cell(layer["member"], 80), layer["compression"], f"{layer['size']:,}", layer["entries"],
+                     layer["added"], layer["changed"], layer["removed"], f"{layer['shadowed_bytes']:,}"]
+                    for i, layer in enumerate(d["layers"])],
+                   ["#", "layer", "compression", "bytes", "entries", "added", "changed", "removed (whiteouts)",
+                    "bytes shadowed later"]))
+        add("")
+    for o in decomposition:
+        d = o["data"]
+        add("Where the difference between the two archives comes from (adds up to the measured difference):\n")
+        rows = [[k.replace("_", " "), f"{v:,}"] for k, v in d.items() if isinstance(v, int)]
+        add(_table(rows, ["part", "bytes"]))
+        add("")
+    for o in flatten_diff:
+        d = o["data"]
+        add(f"Flattened image (whiteouts applied) vs export: {d['image_files']:,} paths in the image, "
+            f"{d['export_files']:,} in the export, {d['same_files']:,} identical.\n")
+        add(_table([[cause, v["paths"], f"{v['image_bytes']:,}", f"{v['export_bytes']:,}"]
+                    for cause, v in d["by_cause"].items()], ["cause", "paths", "image bytes", "export bytes"]))
+        add("")
+        add(_table([[_cell(x["path"], 70), x["where"], x["cause"],
+                     _cell(", ".join(f"{k}: {v[0]} → {v[1]}" for k, v in x["fields"].items()), 80)]
+                    for x in d["differences"][:60]], ["path", "where", "cause", "what differs"]))
+        if len(d["differences"]) > 60:
+            add(f"\n… and {len(d['differences']) - 60} more (all in the JSON).")
+        add("")
+
+
+def _import_losses(document: dict[str, Any], add) -> None:
+    losses = observations(document, "import-loses")
+    repairs = observations(document, "import-repair")
+    if not (losses or repairs):
+        return
+    add("## What import of an export loses, and what brings it back\n")
+    for o in losses:
+        rows = [[k, _cell(v["original"], 90), _cell(v["imported"], 90), "lost" if v["lost"] else "kept"]
+                for k, v in o["data"]["fields"].items()]
+        add(_table(rows, ["config", "original image", "imported export", ""]))
+        add("")
+    for o in repairs:
+        d = o["data"]
+        add("Smallest set of `--change` instructions, found by trying subsets, that makes the imported "
+            "export start and answer again:\n")
+        add("\n".join(f"- `{c}`" for c in d["minimal_changes"]) or "- none needed")
+        add("")
+        tried = d.get("tried") or []
+        if tried:
+            add(_table([[_cell("; ".join(t["changes"]) or "(none)", 120), "yes" if t["ok"] else "no",
+                         _cell(t.get("why"), 100)] for t in tried], ["changes tried", "answers", "why not"]))
+            add("")
+
+
+def _generic(document: dict[str, Any], add) -> None:
+    shown = {"cross-load", "sizes", "save-structure", "decomposition", "flatten-diff", "import-loses",
+             "import-repair"}
+    rest = [o for o in document.get("observations", []) if o.get("topic") not in shown]
+    if not rest:
+        return
+    add("## Other observations\n")
+    add("What each experiment recorded, as recorded (the JSON file holds the same).\n")
+    for o in rest:
+        text = json.dumps(o["data"], indent=1, ensure_ascii=False)
+        if len(text) > 6000:
+            text = text[:6000] + "\n… (cut here; complete in the JSON file)"
+        add(f"<details><summary>{o['topic']} — <code>{o['test']}</code></summary>\n")
+        add("```json\n" + text + "\n```\n")
+        add("</details>\n")
+
+
+def _timings(document: dict[str, Any], add) -> None:
+    ops: dict[str, list[float]] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if "op" in value and "duration_s" in value and "ok" in value:
+                ops.setdefault(value["op"], []).append(float(value["duration_s"]))
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(document.get("observations"))
+    if not ops:
+        return
+    add("## Timings\n")
+    add("Engine operations recorded in this run (disk timings on shared machines are noisy: compare ratios "
+        "within a run, not absolute seconds across runs).\n")
+    rows = [[op, len(v), f"{min(v):.2f}", f"{sorted(v)[len(v) // 2]:.2f}", f"{max(v):.2f}"] for op, v in sorted(ops.items())]
+    add(_table(rows, ["operation", "count", "min s", "median s", "max s"]))
+    add("")
+
+
+def _tests(document: dict[str, Any], add) -> None:
+    tests = document.get("tests") or {}
+    if not tests:
+        return
+    add("## Tests\n")
+    total = sum(t["duration_s"] for t in tests.values())
+    counts: dict[str, int] = {}
+    for t in tests.values():
+        counts[t["outcome"]] = counts.get(t["outcome"], 0) + 1
+    add(f"{len(tests)} tests ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), "
+        f"{total:.0f} s of test time; exit status {document.get('exit_status')}.\n")
+    add(_table([[f"`{k}`", v["outcome"], f"{v['duration_s']:.1f}"] for k, v in tests.items()],
+               ["test", "outcome", "seconds"]))

@@ -1,0 +1,111 @@
+"""The plugin's options: one group, one prefix, each with an ini twin and an environment variable.
+
+Precedence: command line > SAVEEXPORT_* environment variable > ini file > default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .engines import DEFAULT_TIMEOUT_S
+from .errors import UsageError
+from .subject import DEFAULT_IMAGE, DEFAULT_MIRROR, DEFAULT_SECOND_IMAGE, DEFAULT_SUITE, SOURCES, default_cache_dir
+
+# name -> (help, default, kind); kind is "str", "int", "bool" or a tuple of choices
+OPTIONS: dict[str, tuple[str, object, object]] = {
+    "docker_host": ("engine endpoint (unix://, tcp://, ssh://); default: DOCKER_HOST or the local socket",
+                    None, "str"),
+    "image": ("the subject image the article uses", DEFAULT_IMAGE, "str"),
+    "second_image": ("the second image saved with the subject in one archive (claim C1)",
+                     DEFAULT_SECOND_IMAGE, "str"),
+    "image_source": ("how to get the images: auto (present, else pull, else build an offline stand-in), "
+                     "pull, or build", "auto", SOURCES),
+    "report_dir": ("where the evidence report (Markdown + JSON) is written", "reports", "str"),
+    "timeout": ("seconds one engine request may take (saving or loading hundreds of MB)",
+                DEFAULT_TIMEOUT_S, "int"),
+    "cache_dir": ("where offline builds keep their logs and temporary roots", str(default_cache_dir()), "str"),
+    "debian_suite": ("Debian suite of the offline stand-in's base root", DEFAULT_SUITE, "str"),
+    "debian_mirror": ("Debian mirror for the offline stand-in", DEFAULT_MIRROR, "str"),
+    "keep_archives": ("keep the save/export archives after the run (their path is reported)", False, "bool"),
+}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("saveexport", "saveexport: docker save/load vs export/import, proved on real engines")
+    for name, (help_text, default, kind) in OPTIONS.items():
+        flag = "--saveexport-" + name.replace("_", "-")
+        env = "SAVEEXPORT_" + name.upper()
+        full_help = f"{help_text} [ini: saveexport_{name}; env: {env}; default: {default}]"
+        if kind == "bool":
+            group.addoption(flag, action="store_true", default=None, dest=f"saveexport_{name}", help=full_help)
+            parser.addini(f"saveexport_{name}", help_text, type="bool", default=bool(default))
+        else:
+            group.addoption(flag, action="store", default=None, dest=f"saveexport_{name}",
+                            metavar=name.upper(), help=full_help,
+                            choices=list(kind) if isinstance(kind, tuple) else None)
+            parser.addini(f"saveexport_{name}", help_text, default=None)
+
+
+@dataclass(frozen=True)
+class Settings:
+    docker_host: str | None
+    image: str
+    second_image: str
+    image_source: str
+    report_dir: Path
+    timeout: int
+    cache_dir: Path
+    debian_suite: str
+    debian_mirror: str
+    keep_archives: bool
+
+
+def resolve(config: pytest.Config) -> Settings:
+    values = {}
+    for name, (_, default, kind) in OPTIONS.items():
+        value = config.getoption(f"saveexport_{name}")
+        source = f"--saveexport-{name.replace('_', '-')}"
+        if value is None:
+            env = "SAVEEXPORT_" + name.upper()
+            if os.environ.get(env):
+                value, source = os.environ[env], env
+            elif config.getini(f"saveexport_{name}") not in (None, "", []):
+                value, source = config.getini(f"saveexport_{name}"), f"ini saveexport_{name}"
+            else:
+                value = default
+        values[name] = _convert(name, value, kind, source)
+    report_dir = Path(values["report_dir"])
+    if not report_dir.is_absolute():
+        report_dir = Path(config.invocation_params.dir) / report_dir
+    values["report_dir"] = report_dir
+    values["cache_dir"] = Path(values["cache_dir"])
+    return Settings(**values)
+
+
+def _convert(name: str, value, kind, source: str):
+    if value is None:
+        return None
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise UsageError(f"{source}={value!r} is not a boolean; use true or false")
+    if kind == "int":
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{source}={value!r} is not a whole number of seconds") from None
+        if number <= 0:
+            raise UsageError(f"{source}={value!r} must be positive")
+        return number
+    if isinstance(kind, tuple) and value not in kind:
+        raise UsageError(f"{source}={value!r} is not one of: {', '.join(kind)}")
+    return str(value)

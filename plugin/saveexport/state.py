@@ -1,0 +1,17 @@
+"""The plugin's state in `config.stash`, under module-level keys (never private attributes)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .evidence import Collector
+from .settings import Settings
+
+SETTINGS = pytest.StashKey[Settings]()
+RUN_ID = pytest.StashKey[str]()
+ENGINE_LABEL = pytest.StashKey[str]()
+PENDING_FACTS = pytest.StashKey[list]()  # facts this process has not yet attached to a report
+COLLECTOR = pytest.StashKey[Collector]()  # controller only
+DOCUMENT = pytest.StashKey[dict]()  # controller only: the evidence document of this run
+REPORT_PATHS = pytest.StashKey[list]()  # controller only
+REPORT_ERROR = pytest.StashKey[str]()  # controller only

@@ -1,0 +1,130 @@
+"""On a real engine: a run leaves what the user owns exactly as it was, also when interrupted."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from saveexport.engines import Engine
+from saveexport.errors import EngineUnavailable
+from saveexport.isolation import LABEL_RUN, Snapshot
+
+ROOT = Path(__file__).resolve().parents[1]
+# Names the article's own commands would clobber: `docker import ... postgres:latest`, a container named postgres.
+USER_TAGS = ("postgres:latest", "mongo:latest")
+USER_CONTAINER = "postgres"
+USER_VOLUME = "pgdata"
+
+
+@pytest.fixture(scope="module")
+def engine(pytestconfig):
+    try:
+        engine = Engine.connect(pytestconfig.getoption("saveexport_docker_host"))
+    except EngineUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield engine
+    engine.close()
+
+
+def run_pytest(*args: str, report_dir: Path, **popen) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--saveexport-report-dir={report_dir}",
+            *args]
+    return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+@pytest.fixture(scope="module")
+def warm_cache(engine, tmp_path_factory):
+    """Build (or find) the cached subject first, so the runs under test add nothing that stays by design.
+
+    The probe test fails on purpose: its report must carry the subject container's log lines.
+    """
+    folder = tmp_path_factory.mktemp("warm")
+    probe = folder / "test_probe.py"
+    probe.write_text("def test_fails_with_logs(subject_container, engine_ops):\n    assert False, 'on purpose'\n")
+    proc = run_pytest(str(probe), f"--rootdir={ROOT}", "-c", str(ROOT / "tox.ini"), report_dir=folder / "r")
+    output, _ = proc.communicate(timeout=900)
+    return output
+
+
+def test_a_failing_experiment_shows_the_container_logs(warm_cache):
+    assert "1 failed" in warm_cache, warm_cache[-2000:]
+    assert "container saveexport-" in warm_cache and "(last 40 log lines)" in warm_cache
+    assert "database system is ready to accept connections" in warm_cache
+
+
+@pytest.fixture
+def user_owned(engine, warm_cache):
+    """Things a user might own, made here only where absent (and removed again only if made here)."""
+    api = engine.api
+    made_tags, made_container, made_volume = [], None, None
+    base = next(i for i in api.images() if any(t.startswith("saveexport-cache-debian:") for t in i["RepoTags"] or []))
+    user_image = None
+    for ref in USER_TAGS:
+        try:
+            api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            if user_image is None:
+                dockerfile = f"FROM {base['Id']}\nLABEL owner=the-user\n".encode()
+                for _ in api.build(fileobj=io.BytesIO(dockerfile), tag=ref, rm=True, decode=True):
+                    pass
+                user_image = api.inspect_image(ref)["Id"]
+            else:
+                api.tag(user_image, *ref.split(":"))
+            made_tags.append(ref)
+    try:
+        api.inspect_container(USER_CONTAINER)
+    except docker.errors.NotFound:
+        made_container = api.create_container(made_tags[0] if made_tags else base["Id"], command=["true"],
+                                              name=USER_CONTAINER)["Id"]
+    if USER_VOLUME not in {v["Name"] for v in api.volumes().get("Volumes") or []}:
+        made_volume = api.create_volume(USER_VOLUME)["Name"]
+    yield
+    if made_container:
+        api.remove_container(made_container, force=True)
+    if made_volume:
+        api.remove_volume(made_volume)
+    for ref in made_tags:
+        api.remove_image(ref)
+
+
+def assert_untouched(engine, before: Snapshot) -> None:
+    after = Snapshot.take(engine)
+    assert after.changes_since(before) == {}
+    assert not engine.api.containers(all=True, filters={"label": LABEL_RUN})
+
+
+def test_a_run_leaves_the_users_images_tags_containers_and_volumes_as_they_were(engine, user_owned, tmp_path):
+    before = Snapshot.take(engine)
+    proc = run_pytest("experiments/test_export_import.py::test_import_makes_a_named_one_layer_image_and_takes_the_name",
+                      "experiments/test_save_load.py::test_load_moves_an_existing_tag_and_keeps_the_old_image",
+                      report_dir=tmp_path)
+    output, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, output[-3000:]
+    assert_untouched(engine, before)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_run_cleans_up_too(engine, user_owned, tmp_path, signum):
+    before = Snapshot.take(engine)
+    proc = run_pytest("experiments/test_cross_load.py", report_dir=tmp_path, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if engine.api.containers(all=True, filters={"label": LABEL_RUN}):
+            break  # the run is in the middle of its work: it has made things
+        time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    time.sleep(2)
+    os.kill(proc.pid, signum)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in output, output[-2000:]
+    assert_untouched(engine, before)

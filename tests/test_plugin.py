@@ -1,0 +1,147 @@
+"""The plugin seen from outside, through pytester: options, errors, evidence, report, xdist."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from saveexport import cli
+from saveexport.settings import OPTIONS
+
+RECORDING_TESTS = """
+import pytest
+
+@pytest.mark.claim("C9")
+def test_one(claim_evidence):
+    claim_evidence.observe("probe", value=1, nested={"a": [1, 2]})
+    claim_evidence.verdict("C9", "confirmed", "first aspect")
+
+@pytest.mark.claim("C9")
+def test_two(claim_evidence):
+    claim_evidence.verdict("C9", "confirmed", "second aspect")
+
+def test_three(claim_evidence):
+    claim_evidence.verdict("C10", "refuted", "it ran")
+
+def test_four(claim_evidence):
+    claim_evidence.verdict("C11", "confirmed", "recorded, then the test failed")
+    assert False
+"""
+
+
+def test_help_lists_every_option_with_its_prefix_and_ini_twin(pytester):
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*saveexport: docker save/load vs export/import*"])
+    for name in OPTIONS:
+        result.stdout.fnmatch_lines([f"*--saveexport-{name.replace('_', '-')}*"])
+        result.stdout.fnmatch_lines([f"*saveexport_{name}*"])
+    assert result.ret == 0
+
+
+def test_a_bad_option_value_is_one_usage_line(pytester):
+    result = pytester.runpytest("--saveexport-image-source=nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*invalid choice: 'nope'*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_a_bad_ini_value_names_its_source(pytester):
+    pytester.makeini("[pytest]\nsaveexport_timeout = soon\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini saveexport_timeout='soon' is not a whole number of seconds*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+@pytest.mark.parametrize("cli_value, env_value, ini_value, expected", [
+    (None, None, None, "postgres:9.6"),
+    (None, None, "from-ini:1", "from-ini:1"),
+    (None, "from-env:1", "from-ini:1", "from-env:1"),
+    ("from-cli:1", "from-env:1", "from-ini:1", "from-cli:1"),
+])
+def test_option_precedence_is_cli_then_env_then_ini(pytester, monkeypatch, cli_value, env_value, ini_value, expected):
+    if ini_value:
+        pytester.makeini(f"[pytest]\nsaveexport_image = {ini_value}\n")
+    if env_value:
+        monkeypatch.setenv("SAVEEXPORT_IMAGE", env_value)
+    else:
+        monkeypatch.delenv("SAVEEXPORT_IMAGE", raising=False)
+    pytester.makepyfile(f"""
+        def test_settings(saveexport_settings):
+            assert saveexport_settings.image == {expected!r}
+    """)
+    args = [f"--saveexport-image={cli_value}"] if cli_value else []
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+
+
+def test_an_unreachable_engine_is_one_clear_line_within_seconds(pytester):
+    pytester.makepyfile("""
+        def test_needs_engine(container_engine):
+            pass
+    """)
+    started = time.monotonic()
+    result = pytester.runpytest("--saveexport-docker-host=unix:///nonexistent/docker.sock")
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no container engine answers at unix:///nonexistent/docker.sock*scripts/engine up*"])
+    assert "Traceback" not in result.stdout.str()
+    assert elapsed < 30
+
+
+def test_evidence_becomes_a_versioned_json_and_markdown_report(pytester):
+    pytester.makepyfile(RECORDING_TESTS)
+    report_dir = pytester.path / "out"
+    result = pytester.runpytest(f"--saveexport-report-dir={report_dir}")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*saveexport verdicts*", "*C9  confirmed*", "*C10  refuted*", "*C11  no verdict*",
+                                 f"saveexport report: {report_dir}/saveexport-report.md*"])
+    document = json.loads((report_dir / "saveexport-evidence.json").read_text())
+    assert document["schema"] == "saveexport/evidence" and document["schema_version"] == 1
+    assert {"python", "pytest", "docker_sdk"} <= set(document["machine"])
+    c9 = document["claims"]["C9"]["per_engine"]["engine"]
+    assert c9["verdict"] == "confirmed" and len(c9["aspects"]) == 2
+    assert document["claims"]["C11"]["per_engine"]["engine"]["verdict"] == "no verdict"
+    assert document["observations"][0]["data"] == {"value": 1, "nested": {"a": [1, 2]}}
+    markdown = (report_dir / "saveexport-report.md").read_text()
+    assert "| C9 " in markdown and "**confirmed**" in markdown and "**refuted**" in markdown
+
+
+def test_the_report_re_renders_from_json_alone(pytester, capsys):
+    pytester.makepyfile(RECORDING_TESTS)
+    report_dir = pytester.path / "out"
+    pytester.runpytest(f"--saveexport-report-dir={report_dir}")
+    rendered = pytester.path / "again.md"
+    assert cli.main(["report", str(report_dir / "saveexport-evidence.json"), "-o", str(rendered)]) == 0
+    assert rendered.read_text() == (report_dir / "saveexport-report.md").read_text()
+
+
+def test_report_of_a_file_that_is_not_evidence_is_one_line(tmp_path, capsys):
+    bogus = tmp_path / "x.json"
+    bogus.write_text("[1, 2]")
+    assert cli.main(["report", str(bogus)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a saveexport evidence file" in err
+
+
+def test_no_evidence_no_report(pytester):
+    pytester.makepyfile("def test_plain(): pass")
+    report_dir = pytester.path / "out"
+    result = pytester.runpytest(f"--saveexport-report-dir={report_dir}")
+    result.assert_outcomes(passed=1)
+    assert not report_dir.exists()
+    assert "saveexport verdicts" not in result.stdout.str()
+
+
+def test_with_xdist_only_the_controller_writes_and_sees_every_worker(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(RECORDING_TESTS)
+    report_dir = pytester.path / "out"
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "xdist", f"--saveexport-report-dir={report_dir}")
+    result.assert_outcomes(passed=3, failed=1)
+    assert result.stdout.str().count("saveexport report:") == 1
+    document = json.loads((report_dir / "saveexport-evidence.json").read_text())
+    assert len([r for r in document["observations"]]) == 1
+    assert len(document["claims"]["C9"]["per_engine"]["engine"]["aspects"]) == 2
+    assert sorted(t.split("::")[1] for t in document["tests"]) == ["test_four", "test_one", "test_three", "test_two"]
