@@ -106,34 +106,26 @@ def test_import_of_an_export_loses_the_run_config_and_changes_restore_it(engine_
 
     tried = []
 
-    def answers(changes: list[str]) -> bool:
-        """Commit --change on a container of the bare import (same config rules as import --change)."""
-        holder = engine_ops.create(bare.result["image_id"], f"holder-{len(tried)}", command=["true"])
-        assert holder.ok, holder.message
-        committed = engine_ops.commit(holder.result["container_id"], run_scope.ref("trial", str(len(tried))),
-                                      changes=changes)
-        engine_ops.remove(holder.result["container_id"])
-        if committed.failed:
-            tried.append({"changes": changes, "ok": False, "why": committed.message})
+    def answers(changes: list[str], label: str) -> bool:
+        """`docker import --change ...` of the export, then: does postgres start and answer?"""
+        trial = engine_ops.import_(export_archive.path, changes=changes)
+        if trial.failed:
+            tried.append({"label": label, "changes": changes, "ok": False, "why": trial.message})
             return False
-        ok, why = _starts_and_answers(engine_ops, committed.result["image_id"], f"trial-{len(tried)}")
-        engine_ops.untag(run_scope.ref("trial", str(len(tried))))
-        tried.append({"changes": changes, "ok": ok, "why": why})
+        ok, why = _starts_and_answers(engine_ops, trial.result["image_id"], f"trial-{len(tried)}")
+        engine_ops.untag(trial.result["image_id"])  # each trial is a full copy of the root: drop it now
+        tried.append({"label": label, "changes": changes, "ok": ok, "why": why})
         return ok
 
-    assert not answers([]), "the bare import should not start postgres"
-    assert answers(candidates), f"restoring every lost setting should make postgres answer: {tried[-1]}"
+    assert not answers([], "no --change"), "the bare import should not start postgres"
+    assert answers(candidates, "one --change per lost setting"), f"restoring every lost setting: {tried[-1]}"
     minimal = list(candidates)
     for change in candidates:  # drop what is not needed, one at a time
         fewer = [c for c in minimal if c != change]
-        if answers(fewer):
+        if answers(fewer, f"without {change}"):
             minimal = fewer
-    verified = engine_ops.import_(export_archive.path, run_scope.ref("repaired-import", "latest"), changes=minimal)
-    assert verified.ok, verified.message
-    ok, why = _starts_and_answers(engine_ops, verified.result["image_id"], "repaired")
-    claim_evidence.observe("import-repair", minimal_changes=minimal, tried=tried, verified_by_import=ok,
-                           verify_why=why, lost=[k for k, v in lost.items() if v["lost"]])
-    assert ok, why
+    claim_evidence.observe("import-repair", minimal_changes=minimal, tried=tried,
+                           lost=[k for k, v in lost.items() if v["lost"]])
     assert lost["Cmd"]["lost"] and lost["Entrypoint"]["lost"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; a report is for reading
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
@@ -175,7 +177,7 @@ def _sizes(document: dict[str, Any], add) -> None:
         add("")
     for o in structure:
         d = o["data"]
-        add(f"Save archive layout: **{d['layout']}**; top-level entries: {', '.join(d['top_level'])}.\n")
+        add(f"Save archive layout: **{d['layout']}**; top level: {_summarise_names(d['top_level'])}.\n")
         add(_table([[i + 1, _cell(layer["member"], 80), layer["compression"], f"{layer['size']:,}", layer["entries"],
                      layer["added"], layer["changed"], layer["removed"], f"{layer['shadowed_bytes']:,}"]
                     for i, layer in enumerate(d["layers"])],
@@ -203,6 +205,20 @@ def _sizes(document: dict[str, Any], add) -> None:
         add("")
 
 
+def _summarise_names(names: list[str]) -> str:
+    """Digest-named entries counted, the rest named: '12 directories named by digest, manifest.json, …'."""
+    digest = re.compile(r"^[0-9a-f]{64}(\.json)?$")
+    dirs = [n for n in names if digest.match(n) and not n.endswith(".json")]
+    configs = [n for n in names if digest.match(n) and n.endswith(".json")]
+    rest = [n for n in names if not digest.match(n)]
+    parts = []
+    if dirs:
+        parts.append(f"{len(dirs)} directories named by digest")
+    if configs:
+        parts.append(f"{len(configs)} `<digest>.json` config file(s)")
+    return ", ".join(parts + [f"`{n}`" for n in rest])
+
+
 def _import_losses(document: dict[str, Any], add) -> None:
     losses = observations(document, "import-loses")
     repairs = observations(document, "import-repair")
@@ -216,14 +232,16 @@ def _import_losses(document: dict[str, Any], add) -> None:
         add("")
     for o in repairs:
         d = o["data"]
-        add("Smallest set of `--change` instructions, found by trying subsets, that makes the imported "
-            "export start and answer again:\n")
+        add("A minimal set of `docker import --change` instructions that makes the imported export start and "
+            "answer (`pg_isready`) again: starting from one instruction per lost setting, each was dropped in "
+            "turn and kept out when postgres still answered without it; no instruction left can be dropped.\n")
         add("\n".join(f"- `{c}`" for c in d["minimal_changes"]) or "- none needed")
         add("")
         tried = d.get("tried") or []
         if tried:
-            add(_table([[_cell("; ".join(t["changes"]) or "(none)", 120), "yes" if t["ok"] else "no",
-                         _cell(t.get("why"), 100)] for t in tried], ["changes tried", "answers", "why not"]))
+            add(_table([[_cell(t.get("label") or "; ".join(t["changes"]) or "(none)", 120),
+                         "yes" if t["ok"] else "no", _cell(t.get("why"), 120)] for t in tried],
+                       ["trial", "postgres answers", "what happened"]))
             add("")
 
 
