@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from saveexport.archives.saved import ROOTFS, Archive
+from saveexport.archives import ROOTFS
 from saveexport.fixtures import PG_ENV, PG_READY
 from saveexport.imageconfig import lost_fields, restoring_changes, run_config
 
@@ -15,12 +15,11 @@ pytestmark = pytest.mark.usefixtures("run_scope")
 def test_export_takes_a_container_not_an_image(engine_ops, subject_image, subject_container, export_archive,
                                               archive_dir, claim_evidence):
     of_image = engine_ops.export(subject_image.run_ref, archive_dir / "image-export.tar")
-    with Archive(export_archive.path) as archive:
-        layout = archive.layout
-        members = archive.members
-        top = sorted({name.split("/", 1)[0] for name in members if name})
-        pgdata = "var/lib/postgresql/data"
-        volume_files = sorted(n for n in members if n.startswith(pgdata + "/"))
+    archive = export_archive.analysis
+    layout = archive.layout
+    top = sorted({name.split("/", 1)[0] for name in archive.entries if name})
+    pgdata = "var/lib/postgresql/data"
+    volume_files = sorted(n for n in archive.entries if n.startswith(pgdata + "/"))
     in_container = engine_ops.exec(subject_container, ["test", "-s", f"/{pgdata}/PG_VERSION"])
     claim_evidence.observe("C5 export", export_of_image=of_image, export_of_container=export_archive.outcome,
                            layout=layout, top_level=top, volume_files_in_export=volume_files[:20],

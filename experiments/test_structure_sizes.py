@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from saveexport.archives.diff import compare, decompose
-from saveexport.archives.flatten import flatten
-from saveexport.archives.saved import ROOTFS, Archive
+from saveexport.archives import ROOTFS, compare, decompose, flatten, verify
 
 pytestmark = pytest.mark.usefixtures("run_scope")
 
@@ -16,20 +14,22 @@ def test_sizes_structure_and_flatten_diff(engine_ops, subject_image, subject_con
                                           claim_evidence):
     runtime = [change["Path"] for change in engine_ops.api.diff(subject_container) or []]
     image_size = engine_ops.inspect(subject_image.run_ref).get("Size")
-    with Archive(save_archive.path) as save, Archive(export_archive.path) as export:
-        assert export.layout == ROOTFS
-        image = save.images[0]
-        flat = flatten(save, image)
-        volumes = (image.config.get("config") or {}).get("Volumes") or {}
-        diff = compare(flat, export.rootfs_entries(), volumes=volumes, runtime_paths=runtime)
-        parts = decompose(save, flat, export, diff)
-        top_level = sorted({name.split("/", 1)[0] for name in save.members if name})
-        layout = save.layout
+    save, export = save_archive.analysis, export_archive.analysis
+    assert export.layout == ROOTFS
+    image = save.images[0]
+    flat = flatten(image)
+    volumes = (image.config.get("config") or {}).get("Volumes") or {}
+    diff = compare(flat, export.rootfs_entries(), volumes=volumes, runtime_paths=runtime)
+    parts = decompose(save, image, flat, export, diff)
+    top_level = sorted({name.split("/", 1)[0] for name in save.entries if name})
+    layout = save.layout
+    violations = verify(save)
 
     claim_evidence.observe("sizes", save_bytes=save_archive.size, export_bytes=export_archive.size,
                            image_size=image_size)
     claim_evidence.observe("save-structure", layout=layout, top_level=top_level,
-                           layers=[layer.to_dict() for layer in flat.layers], repo_tags=image.repo_tags)
+                           layers=[layer.to_dict() for layer in flat.layers], repo_tags=image.repo_tags,
+                           violations=violations)
     claim_evidence.observe("decomposition", **parts)
     claim_evidence.observe("flatten-diff", image_files=diff.image_files, export_files=diff.export_files,
                            same_files=diff.same_files, by_cause=diff.by_cause(),
@@ -55,3 +55,4 @@ def test_sizes_structure_and_flatten_diff(engine_ops, subject_image, subject_con
     assert parts["total"] == parts["check_save_minus_export"]
     assert unexplained == 0, [d.to_dict() for d in diff.differences if d.cause == "unexplained"][:10]
     assert layout in ("docker-legacy", "oci-image-layout")
+    assert violations == [], "the engine's own save archive should verify against the image specs"

@@ -53,9 +53,18 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, symlink:
         tar.addfile(info, io.BytesIO(data))
 
 
+def uncompressed(layer: bytes) -> bytes:
+    if layer[:2] == b"\x1f\x8b":
+        return gzip.decompress(layer)
+    if layer[:4] == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj().decompress(layer)
+    return layer
+
+
 def config_for(layers: list[bytes], cmd=("sh",), volumes=None) -> dict:
-    diff_ids = ["sha256:" + hashlib.sha256(gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b).hexdigest()
-                for b in layers]
+    diff_ids = ["sha256:" + hashlib.sha256(uncompressed(b)).hexdigest() for b in layers]
     config = {"Cmd": list(cmd)}
     if volumes:
         config["Volumes"] = {v: {} for v in volumes}
@@ -64,14 +73,20 @@ def config_for(layers: list[bytes], cmd=("sh",), volumes=None) -> dict:
 
 
 def legacy_save(path: Path, layers: list[bytes], tags=("example:1",), duplicate_as_symlink: bool = False,
-                volumes=None) -> Path:
-    """The layout Docker <25 writes: manifest.json, repositories, <id>/layer.tar, <config>.json."""
+                volumes=None, podman: bool = False) -> Path:
+    """The layout Docker <25 writes: manifest.json, repositories, <id>/layer.tar, <config>.json.
+
+    podman=True: Podman's docker-archive, which stores layers as <digest>.tar at the top level."""
     config = json.dumps(config_for(layers, volumes=volumes)).encode()
     config_name = hashlib.sha256(config).hexdigest() + ".json"
     with tarfile.open(path, "w") as tar:
         names, first = [], None
         for index, layer in enumerate(layers):
             folder = hashlib.sha256(b"%d" % index + layer).hexdigest()
+            if podman:
+                _add(tar, folder + ".tar", layer)
+                names.append(folder + ".tar")
+                continue
             _add(tar, folder + "/")
             _add(tar, folder + "/VERSION", b"1.0")
             _add(tar, folder + "/json", b"{}")
@@ -100,7 +115,8 @@ def oci_save(path: Path, layers: list[bytes], tag: str = "example:1", docker_man
         for layer in layers:
             digest, data = blob(layer)
             _add(tar, f"blobs/sha256/{digest}", data)
-            media = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if layer[:2] == b"\x1f\x8b" else "")
+            media = "application/vnd.oci.image.layer.v1.tar" + (
+                "+gzip" if layer[:2] == b"\x1f\x8b" else "+zstd" if layer[:4] == b"\x28\xb5\x2f\xfd" else "")
             layer_descriptors.append({"mediaType": media, "digest": f"sha256:{digest}", "size": len(data)})
         config_digest, config = blob(json.dumps(config_for(layers)).encode())
         _add(tar, f"blobs/sha256/{config_digest}", config)

@@ -8,10 +8,8 @@ import tarfile
 import pytest
 from tarmaker import layer_bytes, legacy_save, oci_save, rootfs
 
-from saveexport.archives.diff import compare, decompose
+from saveexport.archives import LEGACY, OCI, ROOTFS, Archive, compare, decompose, flatten, verify
 from saveexport.archives.entries import normalise
-from saveexport.archives.flatten import flatten
-from saveexport.archives.saved import LEGACY, OCI, ROOTFS, Archive
 from saveexport.errors import ArchiveError
 
 BASE = [("bin/",), ("bin/sh", b"#!shell" * 10), ("etc/",), ("etc/os-release", b"ID=test\n"),
@@ -35,27 +33,27 @@ def test_normalise(name, expected):
 
 def test_legacy_layout_is_detected_and_read(tmp_path, layers):
     path = legacy_save(tmp_path / "save.tar", layers, tags=("example:1", "example:2"))
-    with Archive(path) as archive:
-        assert archive.layout == LEGACY
-        assert [image.repo_tags for image in archive.images] == [["example:1", "example:2"]]
-        assert [layer.size for layer in archive.images[0].layers] == [len(b) for b in layers]
-        assert archive.images[0].config["config"]["Cmd"] == ["sh"]
+    archive = Archive(path)
+    assert archive.layout == LEGACY
+    assert [image.repo_tags for image in archive.images] == [["example:1", "example:2"]]
+    assert [layer.size for layer in archive.images[0].layers] == [len(b) for b in layers]
+    assert archive.images[0].config["config"]["Cmd"] == ["sh"]
 
 
 @pytest.mark.parametrize("docker_manifest", [True, False], ids=["with-manifest.json", "index-only"])
 def test_oci_layout_is_detected_and_read(tmp_path, layers, docker_manifest):
     path = oci_save(tmp_path / "save.tar", layers, docker_manifest=docker_manifest)
-    with Archive(path) as archive:
-        assert archive.layout == OCI
-        image = archive.images[0]
-        assert len(image.layers) == 2
-        assert image.repo_tags[0].endswith("example:1") or image.repo_tags == ["docker.io/library/example:1"]
-        assert flatten(archive).files["etc/os-release"].size == len(b"ID=test2\nVERSION=2\n")
+    archive = Archive(path)
+    assert archive.layout == OCI
+    image = archive.images[0]
+    assert len(image.layers) == 2
+    assert image.repo_tags[0].endswith("example:1") or image.repo_tags == ["docker.io/library/example:1"]
+    assert flatten(archive.images[0]).files["etc/os-release"].size == len(b"ID=test2\nVERSION=2\n")
 
 
 def test_flatten_applies_whiteouts_and_opaque_dirs_and_counts_shadowed_bytes(tmp_path, layers):
-    with Archive(legacy_save(tmp_path / "save.tar", layers)) as archive:
-        flat = flatten(archive)
+    archive = Archive(legacy_save(tmp_path / "save.tar", layers))
+    flat = flatten(archive.images[0])
     files = flat.files
     assert "var/cache/big" not in files and "var/cache/keep" in files
     assert "opt/a" not in files and "opt/sub/b" not in files and "opt/sub" not in files
@@ -69,15 +67,15 @@ def test_flatten_applies_whiteouts_and_opaque_dirs_and_counts_shadowed_bytes(tmp
 
 def test_gzip_layers_are_read_and_reported(tmp_path):
     layers = [layer_bytes(BASE, compress=True), layer_bytes(TOP, compress=True)]
-    with Archive(oci_save(tmp_path / "save.tar", layers)) as archive:
-        assert [layer.compression for layer in archive.images[0].layers] == ["gzip", "gzip"]
-        assert "opt/new" in flatten(archive).files
+    archive = Archive(oci_save(tmp_path / "save.tar", layers))
+    assert [layer.compression for layer in archive.images[0].layers] == ["gzip", "gzip"]
+    assert "opt/new" in flatten(archive.images[0]).files
 
 
 def test_repeated_layers_linked_inside_the_archive_are_followed(tmp_path):
     same = layer_bytes(BASE)
-    with Archive(legacy_save(tmp_path / "save.tar", [same, same], duplicate_as_symlink=True)) as archive:
-        flat = flatten(archive)
+    archive = Archive(legacy_save(tmp_path / "save.tar", [same, same], duplicate_as_symlink=True))
+    flat = flatten(archive.images[0])
     assert flat.layers[1].size == flat.layers[0].size == len(same)
     assert flat.layers[0].shadowed_bytes == sum(len(i[1]) for i in BASE if len(i) == 2 and isinstance(i[1], bytes))
 
@@ -90,11 +88,11 @@ def test_export_is_a_rootfs_and_the_diff_explains_each_difference(tmp_path, laye
         ("etc/os-release", b"ID=test2\nVERSION=2\n"), (".dockerenv", b""), ("etc/hosts", b""), ("dev/",),
         ("dev/console", "char"), ("data/db", b"volume contents"), ("tmp/",), ("tmp/runtime.pid", b"42")]
     export = rootfs(tmp_path / "export.tar", export_items)
-    with Archive(save) as s, Archive(export) as e:
-        assert e.layout == ROOTFS
-        flat = flatten(s)
-        diff = compare(flat, e.rootfs_entries(), volumes=["/data"], runtime_paths=["/tmp/runtime.pid", "/tmp"])
-        parts = decompose(s, flat, e, diff)
+    s, e = Archive(save), Archive(export)
+    assert e.layout == ROOTFS
+    flat = flatten(s.images[0])
+    diff = compare(flat, e.rootfs_entries(), volumes=["/data"], runtime_paths=["/tmp/runtime.pid", "/tmp"])
+    parts = decompose(s, s.images[0], flat, e, diff)
     causes = {d.path: d.cause for d in diff.differences}
     assert causes[".dockerenv"] == causes["etc/hosts"] == causes["dev"] == causes["dev/console"] == "container-only"
     assert causes["data/db"] == "volume"
@@ -132,15 +130,17 @@ def test_a_truncated_layer_is_refused_when_read(tmp_path, layers):
     with tarfile.open(fileobj=io.BytesIO(layers[0])) as tar:
         cut = tar.getmember("var/cache/big").offset_data + 100  # in the middle of a file's data
     path = legacy_save(tmp_path / "save.tar", [layers[0][:cut], layers[1]])
-    with Archive(path) as archive, pytest.raises(ArchiveError, match="truncated"):
-        flatten(archive)
+    with pytest.raises(ArchiveError, match="truncated"):
+        Archive(path)
 
 
 def test_pre_manifest_save_archives_are_named_as_such(tmp_path):
     path = tmp_path / "old.tar"
+    empty_layer = layer_bytes([])
     with tarfile.open(path, "w") as tar:
         info = tarfile.TarInfo("abc/layer.tar")
-        tar.addfile(info, None)
+        info.size = len(empty_layer)
+        tar.addfile(info, io.BytesIO(empty_layer))
     with pytest.raises(ArchiveError, match="pre-1.10"):
         Archive(path)
 
@@ -157,3 +157,33 @@ def test_oci_digest_that_escapes_the_archive_is_refused(tmp_path, layers):
             dst.addfile(info, tarfile.io.BytesIO(data) if data is not None else None)
     with pytest.raises(ArchiveError, match="unusable digest"):
         Archive(evil)
+
+
+def test_zstd_layers_as_the_containerd_store_writes_them_verify(tmp_path):
+    import zstandard
+
+    layers = [zstandard.ZstdCompressor().compress(layer_bytes(BASE)), zstandard.ZstdCompressor().compress(layer_bytes(TOP))]
+    archive = Archive(oci_save(tmp_path / "save.tar", layers))
+    assert [layer.compression for layer in archive.images[0].layers] == ["zstd", "zstd"]
+    assert verify(archive) == []
+    assert "opt/new" in flatten(archive.images[0]).files
+
+
+def test_podman_docker_archive_layers_at_the_top_level_are_read(tmp_path, layers):
+    archive = Archive(legacy_save(tmp_path / "podman.tar", layers, podman=True))
+    assert archive.layout == LEGACY and len(archive.images[0].layers) == 2
+    assert verify(archive) == []
+
+
+def test_an_archive_with_two_images_lists_both(tmp_path, layers):
+    first = Archive(legacy_save(tmp_path / "a.tar", layers, tags=("one:1",)))
+    assert first.images[0].repo_tags == ["one:1"]
+    path = oci_save(tmp_path / "o.tar", layers, tag="two:2")
+    assert Archive(path).images[0].repo_tags[0].endswith("two:2")
+
+
+def test_layer_digests_are_verified_against_the_config(tmp_path, layers):
+    archive = Archive(legacy_save(tmp_path / "save.tar", layers))
+    assert verify(archive) == []
+    skipped = Archive(legacy_save(tmp_path / "save2.tar", layers), hash_layers=False)
+    assert skipped.images[0].layers[0].diff_id == "" and verify(skipped) == []

@@ -41,3 +41,31 @@ def test_saveexport_engine_names_the_engine(pytestconfig):
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(("docker-", "podman-")) and "API" in proc.stdout
+
+
+def test_inspect_diff_and_extract_from_the_command_line(tmp_path, capsys):
+    import json
+
+    from tarmaker import layer_bytes, legacy_save, rootfs
+
+    from saveexport import cli
+
+    save = legacy_save(tmp_path / "s.tar", [layer_bytes([("bin/",), ("bin/sh", b"#!sh"), ("tmp/",), ("tmp/x", b"xx")]),
+                                            layer_bytes([("tmp/",), ("tmp/.wh.x", b"")])], tags=("demo:1",))
+    export = rootfs(tmp_path / "e.tar", [("bin/",), ("bin/sh", b"#!sh"), ("tmp/",), (".dockerenv", b""),
+                                         ("etc/",), ("etc/hosts", b"127.0.0.1 localhost\n")])
+    assert cli.main(["inspect", str(save), "--plot", str(tmp_path / "l.png")]) == 0
+    out = capsys.readouterr().out
+    assert "demo:1" in out and "verification: ok" in out and (tmp_path / "l.png").stat().st_size > 1000
+    assert cli.main(["inspect", "--json", str(save)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["layout"] == "docker-legacy" and summary["images"][0]["shadowed_bytes"] == 2
+    assert cli.main(["diff", "--json", str(save), str(export)]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert {d["path"]: d["cause"] for d in diff["differences"]} == {
+        ".dockerenv": "container-only", "etc/hosts": "container-only", "etc": "changed-in-container"}
+    assert diff["decomposition"]["total"] == diff["decomposition"]["check_save_minus_export"]
+    assert cli.main(["diff", str(export), str(save)]) == 2
+    assert "not a save archive" in capsys.readouterr().err
+    assert cli.main(["extract", str(save), str(tmp_path / "root")]) == 0
+    assert sorted(p.name for p in (tmp_path / "root").rglob("*")) == ["bin", "sh", "tmp"]

@@ -1,19 +1,26 @@
-"""`saveexport report | gc | engine`: the parts of the suite that need no pytest run.
+"""`saveexport inspect | diff | report | gc | engine`: the parts of the suite that need no pytest run.
 
-Every failure prints one line (`saveexport: ...`) and exits 2; nothing prints a traceback.
+Exit codes: 0 fine, 1 verification failures (or leftovers gc could not remove), 2 unusable input.
+Every failure prints one line (`saveexport: ...`); nothing prints a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
 
 from . import __version__
 from . import report as report_module
+from .archives import ROOTFS, Archive
+from .archives.extract import extract
+from .archives.plot import layers_png
+from .archives.summary import diff_archives, inspect_archive
 from .engines import Engine
-from .errors import SaveexportError
+from .errors import ArchiveError, SaveexportError
+from .report import render_diff, render_inspect
 from .isolation import CACHE_PREFIX, sweep
 
 RUN_TAG = re.compile(r"^saveexport-[0-9a-f]{8}-")
@@ -23,6 +30,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="saveexport", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"saveexport {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    ins = sub.add_parser("inspect", help="what an archive is: layout, images, layers, config, verification")
+    ins.add_argument("archive", type=Path)
+    ins.add_argument("--json", action="store_true", help="JSON for machines instead of tables")
+    ins.add_argument("--plot", type=Path, metavar="PNG", help="also draw layer sizes and shadowed bytes")
+    ins.add_argument("--no-digests", action="store_true",
+                     help="skip hashing uncompressed layers (faster; digests are then not verified)")
+
+    dif = sub.add_parser("diff", help="the flattened image of a save archive against an export archive")
+    dif.add_argument("save", type=Path)
+    dif.add_argument("export", type=Path)
+    dif.add_argument("--image", type=int, default=1, help="which image of the save archive (1-based, default 1)")
+    dif.add_argument("--json", action="store_true", help="JSON for machines instead of tables")
+
+    ext = sub.add_parser("extract", help="extract an export's root, or an image's layers in order, into an empty "
+                                          "directory (never outside it)")
+    ext.add_argument("archive", type=Path)
+    ext.add_argument("target", type=Path)
+    ext.add_argument("--image", type=int, default=1, help="which image of a save archive (1-based, default 1)")
 
     rep = sub.add_parser("report", help="re-render the Markdown report from an evidence JSON file")
     rep.add_argument("evidence", type=Path, help="saveexport-evidence.json")
@@ -37,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        return {"report": _report, "gc": _gc, "engine": _engine}[args.command](args)
+        return {"inspect": _inspect, "diff": _diff, "extract": _extract, "report": _report, "gc": _gc,
+                "engine": _engine}[args.command](args)
     except SaveexportError as exc:
         print(f"saveexport: {exc}", file=sys.stderr)
         return 2
@@ -46,12 +73,48 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _inspect(args) -> int:
+    summary = inspect_archive(Archive(args.archive, hash_layers=not args.no_digests))
+    if args.plot and summary.get("images"):
+        layers_png(summary, args.plot)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(render_inspect(summary))
+        if args.plot and summary.get("images"):
+            print(f"plot: {args.plot}")
+    return 1 if summary["violations"] else 0
+
+
+def _diff(args) -> int:
+    save, export = Archive(args.save), Archive(args.export)
+    if save.layout == ROOTFS:
+        raise ArchiveError(f"{args.save} is an export (a flat root), not a save archive; give the save archive first")
+    if export.layout != ROOTFS:
+        raise ArchiveError(f"{args.export} is an image archive ({export.layout}), not an export")
+    if not 1 <= args.image <= len(save.images):
+        raise ArchiveError(f"{args.save} holds {len(save.images)} image(s); --image {args.image} is not one of them")
+    summary = diff_archives(save, export, args.image - 1)
+    print(json.dumps(summary, indent=1) if args.json else render_diff(summary))
+    return 0
+
+
+def _extract(args) -> int:
+    result = extract(Archive(args.archive), args.target, args.image - 1)
+    print(f"saveexport: extracted {result.written:,} entries into {result.target}"
+          + (f"; applied {result.removed_by_whiteouts:,} whiteouts" if result.removed_by_whiteouts else ""))
+    for member, why in result.refused:
+        print(f"saveexport: refused {member!r}: {why}", file=sys.stderr)
+    return 1 if result.refused else 0
+
+
 def _report(args) -> int:
     document = report_module.load(args.evidence)
     text = report_module.render_markdown(document)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
-        print(f"saveexport: wrote {args.output}")
+        plots = report_module.draw_plots(document, args.output.parent)
+        print(f"saveexport: wrote {args.output}" + "".join(f" and {p}" for p in plots))
     else:
         sys.stdout.write(text)
     return 0

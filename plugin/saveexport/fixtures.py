@@ -16,12 +16,14 @@ Session scope, one engine per process; each archive is made once and shared.
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from .archives import Archive
 from .engines import Engine
 from .errors import SaveexportError
 from .evidence import Recorder, fact_record
@@ -45,6 +47,11 @@ class MadeArchive:
     @property
     def size(self) -> int:
         return self.path.stat().st_size
+
+    @functools.cached_property
+    def analysis(self) -> Archive:
+        """The archive read once (streaming) and shared by every experiment that looks inside it."""
+        return Archive(self.path)
 
 
 def _fact(config: pytest.Config, kind: str, key: str, data: dict) -> None:

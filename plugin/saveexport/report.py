@@ -11,10 +11,12 @@ from typing import Any
 
 from tabulate import tabulate
 
+from .archives.plot import draw_layers
 from .errors import ArchiveError
 
 MARKDOWN_NAME = "saveexport-report.md"
 JSON_NAME = "saveexport-evidence.json"
+PLOT_NAME = "saveexport-layers.png"
 
 
 def write(document: dict[str, Any], directory: Path) -> list[Path]:
@@ -24,7 +26,20 @@ def write(document: dict[str, Any], directory: Path) -> list[Path]:
     md_path = directory / MARKDOWN_NAME
     _atomic_write(json_path, json.dumps(document, indent=1, sort_keys=False, ensure_ascii=False) + "\n")
     _atomic_write(md_path, render_markdown(document))
+    draw_plots(document, directory)
     return [md_path, json_path]
+
+
+def draw_plots(document: dict[str, Any], directory: Path) -> list[Path]:
+    """The pictures the Markdown links to, drawn from the document alone."""
+    made = []
+    for o in observations(document, "save-structure")[:1]:
+        layers = o["data"]["layers"]
+        shadowed = sum(layer["shadowed_bytes"] for layer in layers)
+        total = sum(layer["size"] for layer in layers)
+        made.append(draw_layers(layers, f"{', '.join(o['data'].get('repo_tags') or [])}: {shadowed / 1e6:.1f} MB of "
+                                        f"{total / 1e6:.1f} MB hidden by later layers", directory / PLOT_NAME))
+    return made
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -184,6 +199,7 @@ def _sizes(document: dict[str, Any], add) -> None:
                    ["#", "layer", "compression", "bytes", "entries", "added", "changed", "removed (whiteouts)",
                     "bytes shadowed later"]))
         add("")
+        add(f"![file bytes per layer, visible and hidden by later layers]({PLOT_NAME})\n")
     for o in decomposition:
         d = o["data"]
         add("Where the difference between the two archives comes from (adds up to the measured difference):\n")
@@ -299,3 +315,60 @@ def _tests(document: dict[str, Any], add) -> None:
         f"{total:.0f} s of test time; exit status {document.get('exit_status')}.\n")
     add(_table([[f"`{k}`", v["outcome"], f"{v['duration_s']:.1f}"] for k, v in tests.items()],
                ["test", "outcome", "seconds"]))
+
+
+def render_inspect(summary: dict[str, Any]) -> str:
+    """`saveexport inspect` for people."""
+    out = [f"{summary['path']}: {summary['kind']}, layout {summary['layout']}, {summary['bytes']:,} bytes"
+           + (f", {summary['outer_compression']}-compressed" if summary["outer_compression"] != "none" else "")
+           + f", {summary['entries']:,} entries"]
+    if summary.get("rootfs"):
+        root = summary["rootfs"]
+        out.append(f"files: {root['file_bytes']:,} bytes; top level: {', '.join(root['top_level'])}")
+        if root["container_files"]:
+            out.append(f"files an engine adds to containers: {', '.join(root['container_files'])} "
+                       f"(this looks like docker/podman export)")
+    for number, image in enumerate(summary.get("images") or [], 1):
+        out.append("")
+        out.append(f"image {number}: {', '.join(image['tags']) or '(no tags)'}  id {image['id'][:19]}")
+        for key, value in image["config"].items():
+            out.append(f"  {key}: {_cell(value, 200)}")
+        out.append(_table([[i + 1, _cell(layer["member"], 60), layer["compression"], f"{layer['size']:,}",
+                            layer["entries"], layer["added"], layer["changed"], layer["removed"],
+                            f"{layer['shadowed_bytes']:,}"] for i, layer in enumerate(image["layers"])],
+                          ["#", "layer", "compression", "bytes", "entries", "added", "changed", "removed",
+                           "shadowed later"]))
+        share = image["shadowed_bytes"] / image["layer_bytes"] if image["layer_bytes"] else 0
+        out.append(f"  {image['files']:,} files in the flattened image; {image['shadowed_bytes']:,} bytes "
+                   f"({share:.1%} of the layers' bytes) are hidden by later layers")
+    if summary.get("unsafe_names"):
+        out.append(f"unsafe member names (absolute or climbing): {', '.join(summary['unsafe_names'][:10])}")
+    violations = summary.get("violations") or []
+    if summary["layout"] != "rootfs":
+        checked = "" if summary.get("digests_checked", True) else " (uncompressed layer digests not checked)"
+        out.append("")
+        out.append(f"verification: {'ok' if not violations else f'{len(violations)} violation(s)'}{checked}")
+        for v in violations:
+            out.append(f"  {v['code']}: {v['member']}: {v['detail']}")
+    return "\n".join(out)
+
+
+def render_diff(summary: dict[str, Any]) -> str:
+    """`saveexport diff` for people."""
+    out = [f"save {summary['save']} ({summary['save_bytes']:,} bytes) vs export {summary['export']} "
+           f"({summary['export_bytes']:,} bytes); image {', '.join(summary['tags']) or summary['image'][:19]}",
+           f"{summary['image_files']:,} paths in the flattened image, {summary['export_files']:,} in the export, "
+           f"{summary['same_files']:,} identical", ""]
+    out.append(_table([[cause, v["paths"], f"{v['image_bytes']:,}", f"{v['export_bytes']:,}"]
+                       for cause, v in summary["by_cause"].items()], ["cause", "paths", "image bytes", "export bytes"]))
+    out.append("")
+    out.append(_table([[_cell(d["path"], 70), d["where"], d["cause"],
+                        _cell(", ".join(f"{k}: {v[0]} → {v[1]}" for k, v in d["fields"].items()), 70)]
+                       for d in summary["differences"][:100]], ["path", "where", "cause", "what differs"]))
+    if len(summary["differences"]) > 100:
+        out.append(f"… {len(summary['differences']) - 100} more (--json lists all)")
+    out.append("")
+    out.append("save − export, by cause (adds up exactly):")
+    out.append(_table([[k.replace("_", " "), f"{v:,}"] for k, v in summary["decomposition"].items()
+                       if isinstance(v, int)], ["part", "bytes"]))
+    return "\n".join(out)

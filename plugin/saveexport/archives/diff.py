@@ -7,7 +7,7 @@ from typing import Iterable
 
 from .entries import Entry
 from .flatten import Flattened
-from .saved import Archive
+from .reader import Archive, Image
 
 # Files the engine puts into every container (mount points and bind-mount targets).
 CONTAINER_ONLY = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}
@@ -19,7 +19,7 @@ COMPARED = ("type", "mode", "uid", "gid", "size", "linkname")
 class Difference:
     path: str
     where: str  # image-only | export-only | differs
-    cause: str  # container-only | volume | runtime-change | unexplained
+    cause: str  # container-only | volume | runtime-change | changed-in-container (offline) | unexplained
     fields: dict[str, tuple] = field(default_factory=dict)
     image_bytes: int = 0
     export_bytes: int = 0
@@ -48,10 +48,14 @@ class FlattenDiff:
 
 
 def compare(flat: Flattened, export_entries: Iterable[Entry], *, volumes: Iterable[str] = (),
-            runtime_paths: Iterable[str] = ()) -> FlattenDiff:
-    """Compare; `volumes` are the image's declared volumes, `runtime_paths` what `docker diff` listed."""
+            runtime_paths: Iterable[str] | None = ()) -> FlattenDiff:
+    """Compare; `volumes` are the image's declared volumes, `runtime_paths` what `docker diff` listed.
+
+    With runtime_paths None (offline, no engine to ask) the rest is put down to the container's changes.
+    """
     volume_roots = tuple(v.strip("/") for v in volumes)
-    runtime = {p.strip("/") for p in runtime_paths}
+    runtime = {p.strip("/") for p in runtime_paths or ()}
+    fallback = "changed-in-container" if runtime_paths is None else "unexplained"
     exported = {e.path: e for e in export_entries if e.path != ""}
     image = {p: e for p, e in flat.files.items() if p != ""}
     diffs: list[Difference] = []
@@ -64,7 +68,7 @@ def compare(flat: Flattened, export_entries: Iterable[Entry], *, volumes: Iterab
             return "volume"
         if path in runtime or any(path.startswith(r + "/") for r in runtime if r):
             return "runtime-change"
-        return "unexplained"
+        return fallback
 
     for path, entry in image.items():
         other = exported.get(path)
@@ -84,24 +88,26 @@ def compare(flat: Flattened, export_entries: Iterable[Entry], *, volumes: Iterab
     return FlattenDiff(diffs, image_files=len(image), export_files=len(exported), same_files=same)
 
 
-def decompose(save: Archive, flat: Flattened, export: Archive, diff: FlattenDiff) -> dict[str, int]:
+def decompose(save: Archive, image: Image, flat: Flattened, export: Archive, diff: FlattenDiff) -> dict[str, int]:
     """save bytes − export bytes, split into causes that add up exactly.
 
-    save = Σ layer content + Σ layer tar overhead + metadata files + outer tar overhead
+    save = Σ layer content + Σ layer tar overhead + Σ compression + metadata files + outer tar overhead
     export = export content + export tar overhead
     Σ layer content = visible image content + shadowed bytes
     export content = visible image content + (export-only and changed bytes) − (image-only bytes)
     """
-    layer_bytes = sum(layer.size for layer in flat.layers)
-    layer_content = sum(layer.content_bytes for layer in flat.layers)
-    save_members = save.member_bytes()
-    layer_members = sum(save._resolve(layer.member).size for layer in flat.layers)
-    metadata = save_members - layer_members
-    outer_overhead = save.size - save_members
-    export_content = export.member_bytes()
+    stored = {layer.member: layer for layer in image.layers}  # a layer repeated in the image is stored once
+    layer_bytes = sum(layer.size for layer in stored.values())
+    layer_content = sum(layer.content_bytes for layer in stored.values())
+    metadata = save.member_bytes - layer_bytes
+    outer_overhead = save.size - save.member_bytes
+    export_content = export.member_bytes
+    applied_content = sum(layer.content_bytes for layer in image.layers)
     parts = {
         "shadowed_by_later_layers": flat.shadowed_bytes,
-        "layer_tar_overhead": layer_bytes - layer_content,
+        "layer_tar_overhead": sum(layer.uncompressed_size - layer.content_bytes for layer in stored.values()),
+        "layer_compression": sum(layer.size - layer.uncompressed_size for layer in stored.values()),
+        "repeated_layers_stored_once": -(applied_content - layer_content),
         "save_metadata_files": metadata,
         "save_outer_tar_overhead": outer_overhead,
         "export_tar_overhead": -(export.size - export_content),

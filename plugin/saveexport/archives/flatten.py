@@ -11,7 +11,7 @@ import posixpath
 from dataclasses import dataclass, field
 
 from .entries import OPAQUE_MARKER, WHITEOUT_PREFIX, Entry
-from .saved import Archive, SavedImage
+from .reader import Image
 
 
 @dataclass
@@ -45,8 +45,7 @@ class Flattened:
         return sum(e.size for e in self.files.values())
 
 
-def flatten(archive: Archive, image: SavedImage | None = None) -> Flattened:
-    image = image or archive.images[0]
+def flatten(image: Image) -> Flattened:
     files: dict[str, Entry] = {}
     origin: dict[str, int] = {}
     stats: list[LayerStats] = []
@@ -67,9 +66,12 @@ def flatten(archive: Archive, image: SavedImage | None = None) -> Flattened:
     for index, layer in enumerate(image.layers):
         stat = LayerStats(member=layer.member, size=layer.size, compression=layer.compression)
         stats.append(stat)
-        for entry in archive.layer_entries(layer):
+        for entry in layer.entries:
             stat.entries += 1
             parent, base = posixpath.split(entry.path)
+            if base.startswith(WHITEOUT_PREFIX):  # a marker's own bytes (normally none) are never visible
+                stat.content_bytes += entry.size
+                stat.shadowed_bytes += entry.size
             if base == OPAQUE_MARKER:
                 stat.removed += 1
                 hide(parent, index, subtree_only=True)

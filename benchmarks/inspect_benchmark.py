@@ -1,0 +1,129 @@
+"""Benchmark `saveexport inspect` against the floor of listing the same archive with tar.
+
+Not a test: it prints figures (and writes them as JSON) for a person to judge.
+
+    python benchmarks/inspect_benchmark.py SAVE.tar [--scale 4] [--repeat 3] [--json out.json]
+
+The floor is `tar -tvf SAVE.tar` plus `tar -xOf SAVE.tar LAYER | tar -tvf -` for every layer: what it
+costs just to list everything. saveexport is timed with layer digests verified (the default) and
+without (--no-digests). Peak memory is the process's VmHWM. `--scale N` also measures a synthetic
+archive N times larger (N copies of every image, each under its own layer names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+PROBE = ("import re, sys; from saveexport import cli; rc = cli.main(sys.argv[1:]); "
+         "sys.stderr.write('VmHWM ' + re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1) + '\\n')")
+
+
+def floor_seconds(path: Path) -> float:
+    started = time.monotonic()
+    names = subprocess.run(["tar", "-tvf", str(path)], capture_output=True, text=True, check=True).stdout
+    for line in names.splitlines():
+        name = line.split()[-1]
+        if name.endswith("layer.tar") or (name.startswith("blobs/") and line.startswith("-")):
+            extract = subprocess.Popen(["tar", "-xOf", str(path), name], stdout=subprocess.PIPE)
+            subprocess.run(["tar", "-tvf", "-"], stdin=extract.stdout, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)
+            extract.stdout.close()
+            extract.wait()
+    return time.monotonic() - started
+
+
+def inspect_run(path: Path, *extra: str) -> tuple[float, int]:
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", PROBE, "inspect", "--json", *extra, str(path)],
+                          capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"inspect failed: {proc.stderr.strip()}")
+    peak_kib = int(proc.stderr.rsplit("VmHWM ", 1)[1].split()[0])
+    return seconds, peak_kib
+
+
+def scaled(path: Path, factor: int) -> Path:
+    """N copies of every image of a legacy save archive, each copy's layers under new names (streamed)."""
+    out = path.with_name(f"{path.stem}-x{factor}.tar")
+    if out.exists():
+        return out
+    with tarfile.open(path) as src:
+        manifest = json.load(src.extractfile("manifest.json"))
+        members = [m for m in src.getmembers() if m.name not in ("manifest.json", "repositories")]
+        new_manifest = []
+        with tarfile.open(out, "w") as dst:
+            for copy in range(factor):
+                prefix = f"{copy:02d}"
+                for member in members:
+                    data = src.extractfile(member) if member.isreg() else None
+                    renamed = member.replace(name=_rename(member.name, prefix), deep=False)
+                    if member.issym():
+                        renamed.linkname = _rename(member.linkname, prefix)
+                    dst.addfile(renamed, data)
+                for image in manifest:
+                    new_manifest.append(dict(image, RepoTags=[f"{t}-copy{copy}" for t in image.get("RepoTags") or []],
+                                             Layers=[_rename(layer, prefix) for layer in image["Layers"]]))
+            body = json.dumps(new_manifest).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(body)
+            dst.addfile(info, io.BytesIO(body))
+    return out
+
+
+def _rename(name: str, prefix: str) -> str:
+    head, sep, rest = name.partition("/")
+    if name.endswith(".json") and "/" not in name:
+        return name  # configs are shared by the copies (same image config, same id)
+    return f"{prefix}{head[2:]}{sep}{rest}" if len(head) == 64 else name
+
+
+def measure(path: Path, repeat: int) -> dict:
+    floor = [floor_seconds(path) for _ in range(repeat)]
+    verified = [inspect_run(path) for _ in range(repeat)]
+    listing = [inspect_run(path, "--no-digests") for _ in range(repeat)]
+    median = statistics.median
+    return {
+        "archive": str(path), "bytes": path.stat().st_size,
+        "floor_s": round(median(floor), 3),
+        "inspect_s": round(median(s for s, _ in verified), 3),
+        "inspect_no_digests_s": round(median(s for s, _ in listing), 3),
+        "inspect_peak_mib": round(max(k for _, k in verified) / 1024, 1),
+        "inspect_no_digests_peak_mib": round(max(k for _, k in listing) / 1024, 1),
+        "ratio_verified": round(median(s for s, _ in verified) / median(floor), 2),
+        "ratio_no_digests": round(median(s for s, _ in listing) / median(floor), 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("archive", type=Path)
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rows = [measure(args.archive, args.repeat)]
+    if args.scale > 1:
+        rows.append(measure(scaled(args.archive, args.scale), args.repeat))
+    result = {"benchmark": "saveexport inspect vs tar listing", "machine": platform.platform(),
+              "python": platform.python_version(), "results": rows}
+    for row in rows:
+        print(f"{row['archive']}: {row['bytes'] / 1e6:,.0f} MB | floor {row['floor_s']:.2f} s | inspect "
+              f"{row['inspect_s']:.2f} s ({row['ratio_verified']}x, {row['inspect_peak_mib']} MiB) | without digests "
+              f"{row['inspect_no_digests_s']:.2f} s ({row['ratio_no_digests']}x, {row['inspect_no_digests_peak_mib']} MiB)")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
