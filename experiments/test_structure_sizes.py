@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from saveexport.archives import ROOTFS, compare, decompose, flatten, verify
+from saveexport.expectations import save_layout
 
 pytestmark = pytest.mark.usefixtures("run_scope")
 
 
 @pytest.mark.claim("C11")
 def test_sizes_structure_and_flatten_diff(engine_ops, subject_image, subject_container, save_archive, export_archive,
-                                          claim_evidence):
+                                          claim_evidence, container_engine):
     runtime = [change["Path"] for change in engine_ops.api.diff(subject_container) or []]
     image_size = engine_ops.inspect(subject_image.run_ref).get("Size")
     save, export = save_archive.analysis, export_archive.analysis
@@ -54,5 +55,5 @@ def test_sizes_structure_and_flatten_diff(engine_ops, subject_image, subject_con
     # The accounting must add up exactly, whatever the engine.
     assert parts["total"] == parts["check_save_minus_export"]
     assert unexplained == 0, [d.to_dict() for d in diff.differences if d.cause == "unexplained"][:10]
-    assert layout in ("docker-legacy", "oci-image-layout")
+    assert layout == save_layout(container_engine.facts)
     assert violations == [], "the engine's own save archive should verify against the image specs"

@@ -145,3 +145,18 @@ def test_with_xdist_only_the_controller_writes_and_sees_every_worker(pytester):
     assert len([r for r in document["observations"]]) == 1
     assert len(document["claims"]["C9"]["per_engine"]["engine"]["aspects"]) == 2
     assert sorted(t.split("::")[1] for t in document["tests"]) == ["test_four", "test_one", "test_three", "test_two"]
+
+
+def test_a_baseline_fails_the_run_when_behaviour_changed(pytester):
+    pytester.makepyfile(test_before=RECORDING_TESTS,
+                        test_after=RECORDING_TESTS.replace('verdict("C10", "refuted"', 'verdict("C10", "confirmed"'))
+    first = pytester.path / "first"
+    pytester.runpytest("test_before.py", f"--saveexport-report-dir={first}", "-k", "not four")
+    same = pytester.runpytest("test_before.py", f"--saveexport-report-dir={pytester.path / 'same'}", "-k",
+                              "not four", f"--saveexport-baseline={first / 'saveexport-evidence.json'}")
+    assert same.ret == 0
+    same.stdout.fnmatch_lines(["*every engine behaved as in the baseline*"])
+    changed = pytester.runpytest("test_after.py", f"--saveexport-report-dir={pytester.path / 'changed'}", "-k",
+                                 "not four", f"--saveexport-baseline={first / 'saveexport-evidence.json'}")
+    assert changed.ret == pytest.ExitCode.TESTS_FAILED
+    changed.stdout.fnmatch_lines(["*CHANGED  engine: C10 verdict: was 'refuted', now 'confirmed'*"])

@@ -20,6 +20,7 @@ from .archives.plot import layers_png
 from .archives.summary import diff_archives, inspect_archive
 from .engines import Engine
 from .errors import ArchiveError, SaveexportError
+from .provision import SUITES, fetch_suite, from_bundle
 from .report import render_diff, render_inspect
 from .isolation import CACHE_PREFIX, sweep
 
@@ -58,13 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     gc.add_argument("--docker-host", help="engine endpoint (default: DOCKER_HOST or the local socket)")
     gc.add_argument("--cache", action="store_true", help="also remove the cached offline builds (saveexport-cache-*)")
 
+    prov = sub.add_parser("provision", help="fetch Docker builds for the matrix from Debian's suites into a cache "
+                                             "(or check a dockerd bundle you have)")
+    prov.add_argument("sources", nargs="+", metavar="SUITE|PATH",
+                      help="a Debian suite (bullseye, bookworm, trixie, sid) or a dockerd binary/bundle directory")
+
     eng = sub.add_parser("engine", help="say which engine answers and what it is")
     eng.add_argument("--docker-host", help="engine endpoint (default: DOCKER_HOST or the local socket)")
 
     args = parser.parse_args(argv)
     try:
         return {"inspect": _inspect, "diff": _diff, "extract": _extract, "report": _report, "gc": _gc,
-                "engine": _engine}[args.command](args)
+                "provision": _provision, "engine": _engine}[args.command](args)
     except SaveexportError as exc:
         print(f"saveexport: {exc}", file=sys.stderr)
         return 2
@@ -132,6 +138,15 @@ def _gc(args) -> int:
         print(f"saveexport: {problem}", file=sys.stderr)
     print(f"saveexport: cleaned {engine.endpoint}" + (" (cache too)" if args.cache else ""))
     return 1 if problems else 0
+
+
+def _provision(args) -> int:
+    for source in args.sources:
+        build = fetch_suite(source) if source in SUITES else from_bundle(source)
+        value = f"docker:{source}" if source in SUITES else f"dockerd:{source}"
+        print(f"{build.version}: {build.dockerd} ({build.source}); use --saveexport-engine {value}"
+              f" (or {value}+containerd)")
+    return 0
 
 
 def _engine(args) -> int:

@@ -57,6 +57,7 @@ class Engine:
         self.client = client
         self.api = client.api
         self.endpoint = endpoint
+        self.spec = None  # the matrix.EngineSpec this engine was started or reached from, when known
         self._facts: EngineFacts | None = None
 
     @classmethod

@@ -110,6 +110,7 @@ class Collector:
             "machine": machine_info(),
             "engines": engines,
             "subjects": list(facts.get("subject", {}).values()),
+            "leaks": list(facts.get("leaks", {}).values()),
             "claims": summarise(verdicts, self.tests, labels),
             "observations": observations,
             "tests": self.tests,

@@ -24,14 +24,16 @@ from pathlib import Path
 import pytest
 
 from .archives import Archive
+from . import matrix
 from .engines import Engine
 from .errors import SaveexportError
 from .evidence import Recorder, fact_record
-from .isolation import RunScope, Snapshot
+from .isolation import RunScope, Snapshot, disk_usage
+from .matrix import EngineSpec
 from .operations import Operations, Outcome
 from .settings import Settings
 from .subject import SubjectImage, obtain
-from .state import ENGINE_LABEL, PENDING_FACTS, RUN_ID, SETTINGS
+from .state import ENGINE_SPECS, PENDING_FACTS, RUN_ID, SETTINGS
 
 PG_ENV = {"POSTGRES_PASSWORD": "saveexport"}
 PG_READY = ["pg_isready", "-U", "postgres", "-h", "/var/run/postgresql"]
@@ -64,16 +66,31 @@ def saveexport_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def container_engine(pytestconfig: pytest.Config, saveexport_settings: Settings):
+def saveexport_engine_spec(request: pytest.FixtureRequest) -> EngineSpec:
+    """Which engine (one --saveexport-engine value); tests are parametrized over them."""
+    return getattr(request, "param", None) or request.config.stash[ENGINE_SPECS][0]
+
+
+@pytest.fixture(scope="session")
+def container_engine(pytestconfig: pytest.Config, saveexport_settings: Settings, saveexport_engine_spec: EngineSpec):
+    """The engine, connected; a private daemon or Podman service is started first and stopped after."""
+    spec = saveexport_engine_spec
+    index = pytestconfig.stash[ENGINE_SPECS].index(spec) + 1
+    stop = None
     try:
-        engine = Engine.connect(saveexport_settings.docker_host, timeout=saveexport_settings.timeout)
+        endpoint, stop = matrix.start(spec, index)
+        engine = Engine.connect(endpoint, timeout=saveexport_settings.timeout)
         facts = engine.facts
     except SaveexportError as exc:
+        if stop:
+            stop()
         pytest.fail(str(exc), pytrace=False)
-    pytestconfig.stash[ENGINE_LABEL] = facts.label
-    _fact(pytestconfig, "engine", facts.endpoint, facts.to_dict())
+    engine.spec = spec
+    _fact(pytestconfig, "engine", facts.endpoint, dict(facts.to_dict(), spec=spec.to_dict()))
     yield engine
     engine.close()
+    if stop:
+        stop()
 
 
 @pytest.fixture(scope="session")
@@ -81,11 +98,18 @@ def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
     """The run's namespace; at the end (also after failures and Ctrl-C) it removes what the run made."""
     scope = RunScope(run_id=pytestconfig.stash[RUN_ID])
     before = Snapshot.take(container_engine)
+    before_top = Snapshot.take(container_engine, intermediate=False)
+    usage_before = disk_usage(container_engine)
     yield scope
     problems = scope.cleanup(container_engine, protected=before)
-    if problems:
-        pytestconfig.stash[PENDING_FACTS].append(fact_record("cleanup", "problems", {"problems": problems}))
-        raise SaveexportError("cleanup left things behind: " + "; ".join(problems))
+    # What the suite failed to remove (must be nothing) vs what the engine itself keeps after removal.
+    leftovers = Snapshot.take(container_engine, intermediate=False).changes_since(before_top, ignore_cache=True)
+    usage_after = disk_usage(container_engine)
+    _fact(pytestconfig, "leaks", container_engine.facts.label, {
+        "engine": container_engine.facts.label, "suite_leftovers": leftovers, "cleanup_problems": problems,
+        "engine_usage_before": usage_before, "engine_usage_after": usage_after})
+    if problems or leftovers:
+        raise SaveexportError("cleanup left things behind: " + "; ".join(problems + [str(leftovers)]))
 
 
 @pytest.fixture(scope="session")
@@ -94,9 +118,12 @@ def engine_ops(container_engine: Engine, run_scope: RunScope) -> Operations:
 
 
 def _subject(config: pytest.Config, engine: Engine, settings: Settings, scope: RunScope, ref: str) -> SubjectImage:
+    # A private engine starts empty and has no registry: it gets the image from the machine's own engine.
+    seed = settings.docker_host if getattr(engine, "spec", None) is not None and engine.spec.private else None
     try:
         subject = obtain(engine, ref, settings.image_source, scope, cache_dir=settings.cache_dir,
-                         suite=settings.debian_suite, mirror=settings.debian_mirror)
+                         suite=settings.debian_suite, mirror=settings.debian_mirror, seed=seed,
+                         private=seed is not None)
     except SaveexportError as exc:
         pytest.fail(str(exc), pytrace=False)
     _fact(config, "subject", f"{engine.endpoint}|{ref}", subject.to_dict())
@@ -161,6 +188,10 @@ def export_archive(engine_ops: Operations, subject_container: str, archive_dir: 
 
 @pytest.fixture
 def claim_evidence(request: pytest.FixtureRequest) -> Recorder:
-    """Record observations and verdicts for the claims this test covers."""
-    config = request.config
-    return Recorder(request.node.user_properties, request.node.nodeid, lambda: config.stash.get(ENGINE_LABEL, None))
+    """Record observations and verdicts for the claims this test covers (under the test's own engine)."""
+    def label() -> str | None:
+        if "container_engine" in request.fixturenames:
+            return request.getfixturevalue("container_engine").facts.label
+        return None
+
+    return Recorder(request.node.user_properties, request.node.nodeid, label)

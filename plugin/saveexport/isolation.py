@@ -38,19 +38,24 @@ class Snapshot:
     networks: frozenset[str]
 
     @classmethod
-    def take(cls, engine: Engine) -> Snapshot:
+    def take(cls, engine: Engine, *, intermediate: bool = True) -> Snapshot:
+        """`intermediate=False` leaves out the legacy builder's untagged parent images."""
         api = engine.api
-        images = {i["Id"]: tuple(sorted(i.get("RepoTags") or ())) for i in api.images(all=True)}
+        images = {i["Id"]: tuple(sorted(i.get("RepoTags") or ())) for i in api.images(all=intermediate)}
         containers = {c["Id"]: (c.get("Names") or ["?"])[0] for c in api.containers(all=True)}
         volumes = frozenset(v["Name"] for v in (api.volumes().get("Volumes") or []))
         networks = frozenset(n["Name"] for n in api.networks())
         return cls(images, containers, volumes, networks)
 
-    def changes_since(self, before: Snapshot) -> dict[str, Any]:
-        """What differs from `before`; empty when the engine is as it was."""
+    def changes_since(self, before: Snapshot, *, ignore_cache: bool = False) -> dict[str, Any]:
+        """What differs from `before`; empty when the engine is as it was.
+
+        ignore_cache: images that carry only saveexport-cache-* tags (kept on purpose) are not changes.
+        """
         out: dict[str, Any] = {}
         gone = {i: t for i, t in before.images.items() if i not in self.images}
-        new = {i: t for i, t in self.images.items() if i not in before.images}
+        new = {i: t for i, t in self.images.items() if i not in before.images
+               and not (ignore_cache and t and all(tag.startswith(CACHE_PREFIX) for tag in t))}
         retagged = {i: (before.images[i], self.images[i]) for i in before.images
                     if i in self.images and before.images[i] != self.images[i]}
         for key, value in (("images_removed", gone), ("images_added", new), ("images_retagged", retagged),
@@ -63,6 +68,25 @@ class Snapshot:
             if value:
                 out[key] = value
         return out
+
+
+def short_tag(tag: str) -> str:
+    """Podman and the containerd store may spell `name:tag` as localhost/… or docker.io/library/…."""
+    for prefix in ("localhost/", "docker.io/library/"):
+        if tag.startswith(prefix):
+            return tag[len(prefix):]
+    return tag
+
+
+def disk_usage(engine: Engine) -> dict[str, int]:
+    """What the engine says it holds (docker system df): to tell what it keeps after everything is removed."""
+    try:
+        df = engine.api.df()
+    except docker.errors.APIError:
+        return {}
+    return {"layers_bytes": int(df.get("LayersSize") or 0), "images": len(df.get("Images") or []),
+            "containers": len(df.get("Containers") or []), "volumes": len(df.get("Volumes") or []),
+            "build_cache": len(df.get("BuildCache") or [])}
 
 
 @dataclass
@@ -88,7 +112,7 @@ class RunScope:
         return {LABEL_CREATOR: CREATOR, LABEL_RUN: self.run_id, "io.saveexport.pid": str(os.getpid())}
 
     def owns_tag(self, tag: str) -> bool:
-        return tag.startswith(self.prefix)
+        return short_tag(tag).startswith(self.prefix)
 
     def track_image(self, image_id: str | None) -> None:
         if image_id:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import secrets
 import signal
+from pathlib import Path
 
 import pytest
 
+from . import baseline, matrix
 from . import report as report_module
+from .engines import Engine
 from .errors import SaveexportError
 from .evidence import Collector
 from .fixtures import (  # noqa: F401  (pytest finds fixtures through this module)
@@ -21,13 +24,14 @@ from .fixtures import (  # noqa: F401  (pytest finds fixtures through this modul
     export_archive,
     run_scope,
     save_archive,
+    saveexport_engine_spec,
     saveexport_settings,
     second_image,
     subject_container,
     subject_image,
 )
 from .settings import add_options, resolve
-from .state import COLLECTOR, DOCUMENT, PENDING_FACTS, REPORT_ERROR, REPORT_PATHS, RUN_ID, SETTINGS
+from .state import COLLECTOR, DOCUMENT, ENGINE_IDS, ENGINE_SPECS, PENDING_FACTS, REPORT_ERROR, REPORT_PATHS, RUN_ID, SETTINGS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,9 +45,13 @@ def _is_controller(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claim(*ids): the article's claims (C1..C13) a test gives evidence for")
     try:
-        config.stash[SETTINGS] = resolve(config)
+        settings = config.stash[SETTINGS] = resolve(config)
+        config.stash[ENGINE_SPECS] = [matrix.parse(raw, settings.docker_host) for raw in settings.engine]
     except SaveexportError as exc:
         raise pytest.UsageError(str(exc)) from None
+    ids = [spec.id for spec in config.stash[ENGINE_SPECS]]
+    if len(set(ids)) != len(ids):
+        raise pytest.UsageError(f"--saveexport-engine names the same engine twice: {', '.join(ids)}")
     # One run id for the whole run, shared with xdist workers so that one namespace covers them all.
     workerinput = getattr(config, "workerinput", None)
     config.stash[RUN_ID] = (workerinput or {}).get("saveexport_run_id") or secrets.token_hex(4)
@@ -64,6 +72,30 @@ def _stop_on_sigterm() -> None:
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses an engine runs once per engine; its id names the engine."""
+    if "saveexport_engine_spec" not in metafunc.fixturenames:
+        return
+    specs = metafunc.config.stash[ENGINE_SPECS]
+    metafunc.parametrize("saveexport_engine_spec", specs, indirect=True, scope="session",
+                         ids=[_engine_id(metafunc.config, spec) for spec in specs])
+
+
+def _engine_id(config: pytest.Config, spec) -> str:
+    """An existing endpoint is asked what it is (a few seconds at most); private engines know already."""
+    if spec.kind != "endpoint":
+        return spec.id
+    cache = config.stash.setdefault(ENGINE_IDS, {})
+    if spec.raw not in cache:
+        try:
+            engine = Engine.connect(spec.endpoint)
+            cache[spec.raw] = engine.facts.label
+            engine.close()
+        except SaveexportError:
+            cache[spec.raw] = spec.id
+    return cache[spec.raw]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -120,8 +152,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _is_controller(config) or not config.stash[COLLECTOR].has_evidence:
         return
     document = config.stash[COLLECTOR].document(exit_status=int(exitstatus), run_id=config.stash[RUN_ID])
+    settings = config.stash[SETTINGS]
+    if settings.baseline:
+        try:
+            changes, notes = baseline.compare(report_module.load(Path(settings.baseline)), document)
+        except SaveexportError as exc:
+            changes, notes = [f"the baseline cannot be used: {exc}"], []
+        document["baseline"] = {"file": settings.baseline, "changes": changes, "notes": notes}
+        if changes and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     config.stash[DOCUMENT] = document
-    directory = config.stash[SETTINGS].report_dir
+    directory = settings.report_dir
     try:
         config.stash[REPORT_PATHS] = report_module.write(document, directory)
     except OSError as exc:
@@ -138,6 +179,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     for claim, data in document["claims"].items():
         verdicts = ", ".join(entry["verdict"] for entry in data["per_engine"].values())
         terminalreporter.write_line(f"{claim:>4}  {verdicts:<17} {data['text'][:90]}")
+    compared = document.get("baseline")
+    if compared:
+        terminalreporter.write_sep("=", f"saveexport baseline {compared['file']}")
+        for line in compared["changes"]:
+            terminalreporter.write_line(f"CHANGED  {line}", red=True)
+        for line in compared["notes"]:
+            terminalreporter.write_line(f"note     {line}")
+        if not compared["changes"]:
+            terminalreporter.write_line("every engine behaved as in the baseline", green=True)
     if REPORT_ERROR in config.stash:
         terminalreporter.write_line(f"saveexport: {config.stash[REPORT_ERROR]}", red=True)
     paths = config.stash.get(REPORT_PATHS, [])

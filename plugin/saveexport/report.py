@@ -125,11 +125,22 @@ def render_markdown(document: dict[str, Any]) -> str:
         add("\nThe run works on a labelled copy of each image (same layers, its own id), so nothing it "
             "removes or overwrites belongs to anyone else.\n")
 
+    compared = document.get("baseline")
+    if compared:
+        add("## Against the baseline\n")
+        add(f"Baseline: `{compared['file']}`. " + ("Every engine behaved as in the baseline." if not compared["changes"]
+                                                  else f"{len(compared['changes'])} change(s):"))
+        add("\n".join(f"- **changed** {_cell(c, 400)}" for c in compared["changes"]))
+        add("\n".join(f"- {_cell(n, 300)}" for n in compared["notes"]))
+        add("")
+
     add("## Verdicts\n")
     headers, rows = verdict_rows(document)
     add(_table(rows, headers))
     add("")
 
+    _between_engines(document, add)
+    _leaks(document, add)
     _cross_load(document, add)
     _sizes(document, add)
     _import_losses(document, add)
@@ -137,6 +148,83 @@ def render_markdown(document: dict[str, Any]) -> str:
     _timings(document, add)
     _tests(document, add)
     return "\n".join(out) + "\n"
+
+
+def _normalise_words(text: str | None) -> str:
+    """The daemon's words without what always varies (ids, temporary paths, run names)."""
+    value = text or ""
+    value = re.sub(r"sha256:[0-9a-f]{64}", "sha256:…", value)
+    value = re.sub(r"saveexport-[0-9a-f]{8}-", "saveexport-…-", value)
+    value = re.sub(r"docker-import-\d+", "docker-import-…", value)
+    value = re.sub(r"/[\w./-]*/tmp/", "…/tmp/", value)
+    return value
+
+
+def changes_between(document: dict[str, Any]) -> list[str]:
+    """What differs between the engines of one run, read from the evidence alone."""
+    engines = [e["label"] for e in document.get("engines") or []]
+    if len(engines) < 2:
+        return []
+    lines = []
+    for claim, data in document.get("claims", {}).items():
+        verdicts = {e: (data["per_engine"].get(e) or {}).get("verdict") for e in engines}
+        if len(set(verdicts.values())) > 1:
+            lines.append(f"{claim}: " + "; ".join(f"{e} {v}" for e, v in verdicts.items()))
+    cells: dict[tuple, dict[str, str]] = {}
+    for o in observations(document, "cross-load"):
+        d = o["data"]
+        into, run = d["into"], d.get("run_default") or {}
+        what = f"{'ok' if into['ok'] else 'fails'}: {_normalise_words(into.get('message') if not into['ok'] else '')}"
+        if run:
+            what += f" | runs as is: {(run.get('result') or {}).get('state')}: {_normalise_words(run.get('message'))}"
+        cells.setdefault((d["archive"], d["way_in"]), {})[o.get("engine")] = what
+    for (archive, way), per_engine in sorted(cells.items()):
+        if len(set(per_engine.values())) > 1:
+            lines.append(f"{archive} archive → {way}: " + "; ".join(f"{e}: {w}" for e, w in per_engine.items()))
+    layouts = {o.get("engine"): o["data"]["layout"] + (
+        " (layers " + "/".join(sorted({layer["compression"] for layer in o["data"]["layers"]})) + ")")
+        for o in observations(document, "save-structure")}
+    if len(set(layouts.values())) > 1:
+        lines.append("save archive layout: " + "; ".join(f"{e}: {v}" for e, v in layouts.items()))
+    sizes = {o.get("engine"): o["data"]["save_bytes"] < o["data"]["export_bytes"] for o in observations(document, "sizes")}
+    if len(set(sizes.values())) > 1:
+        lines.append("the save archive is smaller than the export on: " + ", ".join(e for e, s in sizes.items() if s))
+    return lines
+
+
+def _between_engines(document: dict[str, Any], add) -> None:
+    lines = changes_between(document)
+    if not lines and len(document.get("engines") or []) < 2:
+        return
+    add("## What differs between the engines\n")
+    add("Generated from the evidence: verdicts, the daemon's words (ids and temporary paths left out), save "
+        "layouts and sizes that are not the same on every engine.\n")
+    add("\n".join(f"- {_cell(line, 600)}" for line in lines) or "- nothing: every engine behaved alike")
+    add("")
+    sizes = observations(document, "sizes")
+    if sizes:
+        add(_table([[o.get("engine"), f"{o['data']['save_bytes']:,}", f"{o['data']['export_bytes']:,}",
+                     f"{o['data']['save_bytes'] - o['data']['export_bytes']:+,}"] for o in sizes],
+                   ["engine", "save bytes", "export bytes", "save − export"]))
+        add("")
+
+
+def _leaks(document: dict[str, Any], add) -> None:
+    leaks = document.get("leaks") or []
+    if not leaks:
+        return
+    add("## What stayed behind\n")
+    add("After each engine's run and cleanup: what the suite failed to remove (must be nothing), and what "
+        "the engine itself holds compared with before the run (`docker system df`).\n")
+    rows = []
+    for leak in leaks:
+        before, after = leak.get("engine_usage_before") or {}, leak.get("engine_usage_after") or {}
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        rows.append([leak["engine"], "nothing" if not leak["suite_leftovers"] and not leak["cleanup_problems"]
+                     else _cell(f"{leak['suite_leftovers']} {leak['cleanup_problems']}", 200),
+                     ", ".join(f"{k} {v:+,}" for k, v in delta.items() if v) or "nothing"])
+    add(_table(rows, ["engine", "left by the suite", "kept by the engine (after − before)"]))
+    add("")
 
 
 def _cross_load(document: dict[str, Any], add) -> None:

@@ -19,6 +19,9 @@ from .subject import DEFAULT_IMAGE, DEFAULT_MIRROR, DEFAULT_SECOND_IMAGE, DEFAUL
 OPTIONS: dict[str, tuple[str, object, object]] = {
     "docker_host": ("engine endpoint (unix://, tcp://, ssh://); default: DOCKER_HOST or the local socket",
                     None, "str"),
+    "engine": ("an engine to run every experiment on; repeat for a matrix: default, unix://…, tcp://…, ssh://…, "
+               "docker:SUITE[+containerd] (Debian's docker.io of SUITE as a private daemon), "
+               "dockerd:PATH[+containerd], podman", ["default"], "list"),
     "image": ("the subject image the article uses", DEFAULT_IMAGE, "str"),
     "second_image": ("the second image saved with the subject in one archive (claim C1)",
                      DEFAULT_SECOND_IMAGE, "str"),
@@ -30,6 +33,8 @@ OPTIONS: dict[str, tuple[str, object, object]] = {
     "cache_dir": ("where offline builds keep their logs and temporary roots", str(default_cache_dir()), "str"),
     "debian_suite": ("Debian suite of the offline stand-in's base root", DEFAULT_SUITE, "str"),
     "debian_mirror": ("Debian mirror for the offline stand-in", DEFAULT_MIRROR, "str"),
+    "baseline": ("an evidence JSON of an earlier run: fail when an engine's behaviour differs from it",
+                 None, "str"),
     "keep_archives": ("keep the save/export archives after the run (their path is reported)", False, "bool"),
 }
 
@@ -43,6 +48,10 @@ def add_options(parser: pytest.Parser) -> None:
         if kind == "bool":
             group.addoption(flag, action="store_true", default=None, dest=f"saveexport_{name}", help=full_help)
             parser.addini(f"saveexport_{name}", help_text, type="bool", default=bool(default))
+        elif kind == "list":
+            group.addoption(flag, action="append", default=None, dest=f"saveexport_{name}", metavar=name.upper(),
+                            help=full_help)
+            parser.addini(f"saveexport_{name}", help_text, type="linelist", default=[])
         else:
             group.addoption(flag, action="store", default=None, dest=f"saveexport_{name}",
                             metavar=name.upper(), help=full_help,
@@ -53,6 +62,7 @@ def add_options(parser: pytest.Parser) -> None:
 @dataclass(frozen=True)
 class Settings:
     docker_host: str | None
+    engine: list[str]
     image: str
     second_image: str
     image_source: str
@@ -61,6 +71,7 @@ class Settings:
     cache_dir: Path
     debian_suite: str
     debian_mirror: str
+    baseline: str | None
     keep_archives: bool
 
 
@@ -89,6 +100,9 @@ def resolve(config: pytest.Config) -> Settings:
 def _convert(name: str, value, kind, source: str):
     if value is None:
         return None
+    if kind == "list":
+        items = value if isinstance(value, list) else str(value).replace(",", " ").split()
+        return [str(item).strip() for item in items if str(item).strip()] or ["default"]
     if kind == "bool":
         if isinstance(value, bool):
             return value

@@ -9,7 +9,8 @@ from .settings import Settings
 
 SETTINGS = pytest.StashKey[Settings]()
 RUN_ID = pytest.StashKey[str]()
-ENGINE_LABEL = pytest.StashKey[str]()
+ENGINE_SPECS = pytest.StashKey[list]()  # the parsed --saveexport-engine values, in order
+ENGINE_IDS = pytest.StashKey[dict]()  # test ids of existing endpoints, asked once
 PENDING_FACTS = pytest.StashKey[list]()  # facts this process has not yet attached to a report
 COLLECTOR = pytest.StashKey[Collector]()  # controller only
 DOCUMENT = pytest.StashKey[dict]()  # controller only: the evidence document of this run

@@ -72,11 +72,18 @@ def tag_of(ref: str) -> str:
 
 
 def obtain(engine: Engine, ref: str, source: str, scope: RunScope, *, cache_dir: Path,
-           suite: str = DEFAULT_SUITE, mirror: str = DEFAULT_MIRROR) -> SubjectImage:
-    """Find, pull or build `ref`, then give the run a labelled copy of its own to work on."""
+           suite: str = DEFAULT_SUITE, mirror: str = DEFAULT_MIRROR, seed: str | None = None,
+           private: bool = False) -> SubjectImage:
+    """Find, pull or build `ref`, then give the run a labelled copy of its own to work on.
+
+    `seed`: for a private engine, the endpoint of the machine's own engine, which builds (or already
+    has) the image once and streams it over: a private engine has no registry and builds nothing.
+    """
     if source not in SOURCES:
         raise SubjectUnavailable(f"unknown image source {source!r}; use one of {', '.join(SOURCES)}")
     subject = _find_or_pull(engine, ref, source)
+    if subject is None and private:
+        subject = _from_seed(engine, ref, source, seed, cache_dir=cache_dir, suite=suite, mirror=mirror)
     if subject is None:
         standin = STANDINS.get(repository_name(ref))
         if standin is None:
@@ -86,6 +93,33 @@ def obtain(engine: Engine, ref: str, source: str, scope: RunScope, *, cache_dir:
         subject = build_standin(engine, ref, standin, cache_dir=cache_dir, suite=suite, mirror=mirror)
     _make_run_copy(engine, subject, scope)
     return subject
+
+
+def _from_seed(engine: Engine, ref: str, source: str, seed: str | None, **build) -> SubjectImage:
+    """The image as the machine's own engine has it (found, pulled or built there), streamed save → load."""
+    seed_engine = Engine.connect(seed)
+    try:
+        seeded = _find_or_pull(seed_engine, ref, source)
+        if seeded is None:
+            standin = STANDINS.get(repository_name(ref))
+            if standin is None:
+                raise SubjectUnavailable(f"{ref} is on neither engine and has no offline recipe; load it first")
+            seeded = build_standin(seed_engine, ref, standin, **build)
+        try:
+            engine.api.inspect_image(seeded.source_ref)
+        except docker.errors.ImageNotFound:
+            started = time.monotonic()
+            stream = seed_engine.api.get_image(seeded.source_ref)
+            for message in engine.api.load_image(stream):
+                if "error" in message:
+                    raise SubjectUnavailable(f"loading {seeded.source_ref} into the private engine failed: "
+                                             f"{message['error']}")
+            seeded.note = (seeded.note + "; " if seeded.note else "") + \
+                f"streamed from {seed_engine.endpoint} in {time.monotonic() - started:.0f} s"
+        seeded.image_id = engine.api.inspect_image(seeded.source_ref)["Id"]
+        return seeded
+    finally:
+        seed_engine.close()
 
 
 def _find_or_pull(engine: Engine, ref: str, source: str) -> SubjectImage | None:

@@ -1,0 +1,218 @@
+"""Private engines the plugin starts and stops: a dockerd of any version, optionally with the
+containerd image store, beside whatever engine the user runs.
+
+Each has its own data-root, exec-root, socket, pidfile and bridge; it never touches docker0 (never
+`--bridge none`: that deletes the host's docker0 at start-up) and never writes iptables rules.
+Stopping it removes its data-root and bridge: nothing of it stays on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EngineUnavailable
+
+RUN_ROOT = Path(os.environ.get("SAVEEXPORT_RUN_ROOT", "/run/saveexport"))  # sockets want short paths
+STATE_ROOT = Path(os.environ.get("SAVEEXPORT_STATE_ROOT", "/var/lib/saveexport/engines"))
+
+
+@dataclass
+class PrivateDockerd:
+    name: str  # e.g. docker-26.1.5-containerd; names its directories and bridge
+    dockerd: str
+    index: int  # picks the bridge subnet 172.(40+index).0.0/16
+    containerd_store: bool = False
+    started: float = 0.0
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return RUN_ROOT / self.name
+
+    @property
+    def data_root(self) -> Path:
+        return STATE_ROOT / self.name
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "docker.sock"
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def bridge(self) -> str:
+        return f"sebr{self.index}"
+
+    @property
+    def log(self) -> Path:
+        return self.data_root.with_name(self.name + ".log")
+
+    def start(self, wait_s: float = 60) -> str:
+        if os.geteuid() != 0:
+            raise EngineUnavailable(f"starting a private dockerd ({self.name}) needs root")
+        self.stop()  # leftovers of an interrupted run under the same name
+        for path in (self.run_dir, self.data_root / "data", self.data_root / "exec"):
+            path.mkdir(parents=True, exist_ok=True)
+        self._bridge_up()
+        argv = [self.dockerd, "--host", self.endpoint, "--data-root", str(self.data_root / "data"),
+                "--exec-root", str(self.data_root / "exec"), "--pidfile", str(self.run_dir / "dockerd.pid"),
+                "--bridge", self.bridge, "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+                "--userland-proxy=false"]
+        config = {"features": {"containerd-snapshotter": True}} if self.containerd_store else {}
+        config_file = self.data_root / "daemon.json"
+        config_file.write_text(json.dumps(config))
+        argv += ["--config-file", str(config_file)]
+        env = dict(os.environ)
+        # the build's own helpers (docker-proxy, docker-init) first; containerd and runc from the host
+        env["PATH"] = os.pathsep.join([str(Path(self.dockerd).parent), str(Path(self.dockerd).parents[1] / "bin"),
+                                       env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
+        env.pop("DOCKER_HOST", None)
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=env, start_new_session=True)
+        self.started = time.monotonic()
+        deadline = self.started + wait_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                last = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
+                self.stop(keep_log=True)
+                raise EngineUnavailable(f"private dockerd {self.name} exited at start-up: {last[0][:300]}; "
+                                        f"log: {self.log}")
+            if self.socket.exists() and _answers(self.socket):
+                return self.endpoint
+            time.sleep(0.3)
+        self.stop(keep_log=True)
+        raise EngineUnavailable(f"private dockerd {self.name} did not answer within {wait_s:.0f}s; log: {self.log}")
+
+    def stop(self, keep_log: bool = False) -> None:
+        pid = self._pid()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(100):
+                    os.kill(pid, 0)
+                    time.sleep(0.1)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            self.process = None
+        _unmount_below(self.data_root)
+        shutil.rmtree(self.data_root, ignore_errors=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        if self.started and not keep_log:
+            self.log.unlink(missing_ok=True)
+
+    def _pid(self) -> int | None:
+        if self.process is not None and self.process.poll() is None:
+            return self.process.pid
+        try:
+            return int((self.run_dir / "dockerd.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _bridge_up(self) -> None:
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        for argv in (["ip", "link", "add", self.bridge, "type", "bridge"],
+                     ["ip", "addr", "add", f"172.{40 + self.index}.0.1/16", "dev", self.bridge],
+                     ["ip", "link", "set", self.bridge, "up"]):
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise EngineUnavailable(f"could not set up bridge {self.bridge} ({' '.join(argv)}): "
+                                        f"{proc.stderr.strip()}")
+
+
+def _answers(socket_path: Path) -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(socket_path))
+            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b"200 OK" in sock.recv(256)
+    except OSError:
+        return False
+
+
+def _unmount_below(path: Path) -> None:
+    """Overlay and shm mounts a killed daemon left behind, deepest first, so the tree can be removed."""
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return
+    prefix = str(path) + "/"
+    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+
+
+@dataclass
+class PodmanService:
+    """`podman system service` on a socket of its own, serving the Docker-compatible API."""
+
+    name: str = "podman"
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return RUN_ROOT / self.name
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "podman.sock"
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, wait_s: float = 30) -> str:
+        podman = shutil.which("podman")
+        if podman is None:
+            raise EngineUnavailable("podman is not installed; 'apt-get install podman' (Debian) or leave it out of "
+                                    "--saveexport-engine")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.run_dir / "containers.conf"
+        # this VM cannot raise rlimits beyond these; podman's defaults ask for more and containers fail
+        conf.write_text('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n')
+        env = dict(os.environ, CONTAINERS_CONF=str(conf))
+        log = self.run_dir / "service.log"
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen([podman, "system", "service", "--time=0", self.endpoint], stdout=out,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                            start_new_session=True)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EngineUnavailable(f"podman system service exited: {log.read_text(errors='replace')[-300:]}")
+            if self.socket.exists() and _answers(self.socket):
+                return self.endpoint
+            time.sleep(0.3)
+        self.stop()
+        raise EngineUnavailable(f"podman system service did not answer within {wait_s:.0f}s; log: {log}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None
+        try:
+            self.socket.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,31 @@
+"""What legitimately differs between engines, encoded by kind, version and image store.
+
+Each function answers for one engine what the experiments then assert; the evidence behind each rule
+is in the committed cross-engine report (reports/matrix/).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .engines import EngineFacts
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0].split("-")[0])[:3])
+
+
+def repeated_saves_identical(facts: EngineFacts) -> bool:
+    """Two `docker save` of one image give the same bytes on Docker 20.10 and with the containerd store;
+    Docker 25+ with a graphdriver writes an OCI layout whose bytes differ from save to save (measured on
+    26.1.5 and 28.5.2: same size, same tags, different sha256)."""
+    if facts.kind != "docker":
+        return True
+    return version_tuple(facts.version) < (25,) or facts.image_store == "containerd"
+
+
+def save_layout(facts: EngineFacts) -> str:
+    """Docker 25 changed `docker save` from the legacy layout to the OCI image layout."""
+    if facts.kind == "docker" and version_tuple(facts.version) < (25,):
+        return "docker-legacy"
+    return "oci-image-layout"

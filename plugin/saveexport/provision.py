@@ -1,0 +1,107 @@
+"""Engine builds for the matrix: Docker versions from Debian's suites, or a dockerd bundle a user has.
+
+`apt-get download` runs with an apt configuration of its own (sources naming the suites, its own
+lists and cache directories), so the machine's apt state is never touched; the .deb is unpacked
+with `dpkg-deb -x` into the cache. Its dockerd runs on the host with the host's containerd and runc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+SUITES = {"bullseye": "20.10.5", "bookworm": "20.10.24", "trixie": "26.1.5", "sid": "28.5.2"}
+MIRROR = "http://deb.debian.org/debian"
+
+
+@dataclass(frozen=True)
+class Build:
+    """One unpacked engine build: where its dockerd is, and where it came from."""
+
+    version: str
+    dockerd: str
+    source: str  # e.g. "debian trixie docker.io 26.1.5+dfsg1-9+b8" or "bundle /opt/docker"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cache_root() -> Path:
+    if os.environ.get("SAVEEXPORT_ENGINE_CACHE"):
+        return Path(os.environ["SAVEEXPORT_ENGINE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "saveexport" / "engines"
+
+
+def _run(argv: list[str], log: Path, what: str) -> None:
+    with open(log, "ab") as out:
+        proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        last = log.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
+        raise UsageError(f"{what} failed ({last[0]}); full log: {log}")
+
+
+def fetch_suite(suite: str, root: Path | None = None, mirror: str = MIRROR) -> Build:
+    """docker.io from one Debian suite, downloaded and unpacked once into the cache."""
+    if suite not in SUITES:
+        raise UsageError(f"unknown Debian suite {suite!r}; known: {', '.join(SUITES)}")
+    root = root or cache_root()
+    done = root / f"debian-{suite}" / "build.json"
+    if done.exists():
+        return Build(**json.loads(done.read_text()))
+    for tool in ("apt-get", "dpkg-deb"):
+        if shutil.which(tool) is None:
+            raise UsageError(f"fetching Docker from Debian needs {tool}; on other systems pass a dockerd bundle")
+    apt = root / "apt"
+    for sub in ("lists/partial", "cache/archives/partial", "etc/preferences.d", "etc/apt.conf.d"):
+        (apt / sub).mkdir(parents=True, exist_ok=True)
+    sources = apt / "etc" / "sources.list"
+    sources.write_text("".join(f"deb {mirror} {s} main\n" for s in SUITES))
+    options = ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/nonexistent",
+               "-o", f"Dir::Etc::Preferences={apt}/etc/preferences", "-o", f"Dir::Etc::PreferencesParts={apt}/etc/preferences.d",
+               "-o", f"Dir::State::Lists={apt}/lists", "-o", f"Dir::Cache={apt}/cache",
+               "-o", "APT::Get::AllowUnauthenticated=false", "-o", "Acquire::Languages=none", "-q"]
+    log = root / "fetch.log"
+    if not any((apt / "lists").glob("*Packages*")):
+        _run(["apt-get", *options, "update"], log, "apt-get update (with the saveexport engine sources)")
+    target = root / f"debian-{suite}"
+    target.mkdir(parents=True, exist_ok=True)
+    downloads = target / "deb"
+    downloads.mkdir(exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.run(["apt-get", *options, "download", f"docker.io/{suite}"], cwd=downloads, stdout=out,
+                              stderr=subprocess.STDOUT, check=False)
+    debs = sorted(downloads.glob("docker.io_*.deb"))
+    if proc.returncode != 0 or not debs:
+        raise UsageError(f"apt-get download docker.io/{suite} failed; full log: {log}")
+    unpacked = target / "root"
+    _run(["dpkg-deb", "-x", str(debs[-1]), str(unpacked)], log, f"dpkg-deb -x {debs[-1].name}")
+    dockerd = unpacked / "usr" / "sbin" / "dockerd"
+    if not dockerd.exists():
+        raise UsageError(f"{debs[-1].name} holds no usr/sbin/dockerd")
+    version = debs[-1].name.split("_")[1]
+    build = Build(version=version.split("+")[0].split("-")[0], dockerd=str(dockerd),
+                  source=f"debian {suite} docker.io {version}")
+    done.write_text(json.dumps(build.to_dict()))
+    return build
+
+
+def from_bundle(path: str) -> Build:
+    """Any dockerd a user has: a binary, or a directory holding one (e.g. Docker's static bundle)."""
+    candidate = Path(path)
+    if candidate.is_dir():
+        for sub in ("dockerd", "usr/sbin/dockerd", "usr/bin/dockerd", "bin/dockerd", "docker/dockerd"):
+            if (candidate / sub).exists():
+                candidate = candidate / sub
+                break
+    if not candidate.is_file() or not os.access(candidate, os.X_OK):
+        raise UsageError(f"{path} is not an executable dockerd (nor a directory holding one)")
+    proc = subprocess.run([str(candidate), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    words = proc.stdout.split()
+    version = words[2].rstrip(",").split("+")[0] if len(words) > 2 else "unknown"
+    return Build(version=version, dockerd=str(candidate.resolve()), source=f"bundle {path}")

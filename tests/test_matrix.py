@@ -1,0 +1,71 @@
+"""The engine matrix: what --saveexport-engine accepts, test ids per engine, and private daemons that
+come and go without touching the machine's own engine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from saveexport import matrix
+from saveexport.daemons import PrivateDockerd
+from saveexport.engines import Engine
+from saveexport.errors import UsageError
+
+
+@pytest.fixture
+def fake_dockerd(tmp_path):
+    """A stand-in binary that answers --version like dockerd (enough for parsing and test ids)."""
+    path = tmp_path / "bundle" / "dockerd"
+    path.parent.mkdir()
+    path.write_text("#!/bin/sh\necho 'Docker version 99.1.0, build abcdef'\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_engine_values_parse(fake_dockerd):
+    assert matrix.parse("default", "unix:///x.sock").endpoint == "unix:///x.sock"
+    assert matrix.parse("tcp://10.0.0.2:2375").kind == "endpoint"
+    assert matrix.parse("podman").kind == "podman"
+    spec = matrix.parse(f"dockerd:{fake_dockerd.parent}+containerd")
+    assert (spec.kind, spec.id, spec.containerd_store) == ("dockerd", "docker-99.1.0-containerd", True)
+    assert matrix.parse(f"dockerd:{fake_dockerd}").id == "docker-99.1.0-overlay2"
+
+
+@pytest.mark.parametrize("value, words", [("docker:hamm", "unknown Debian suite"), ("dockerd:/nonexistent",
+                                          "not an executable dockerd"), ("kubernetes", "is not an engine")])
+def test_bad_engine_values_say_what_to_use(value, words):
+    with pytest.raises(UsageError, match=words):
+        matrix.parse(value)
+
+
+def test_every_engine_gets_its_own_test_ids(pytester, fake_dockerd):
+    pytester.makepyfile("def test_x(saveexport_engine_spec):\n    pass\n")
+    result = pytester.runpytest("--collect-only", "-q", f"--saveexport-engine=dockerd:{fake_dockerd}",
+                                f"--saveexport-engine=dockerd:{fake_dockerd}+containerd")
+    result.stdout.fnmatch_lines(["*test_x[[]docker-99.1.0-overlay2[]]", "*test_x[[]docker-99.1.0-containerd[]]"])
+
+
+def test_the_same_engine_twice_is_a_usage_error(pytester, fake_dockerd):
+    result = pytester.runpytest(f"--saveexport-engine=dockerd:{fake_dockerd}", f"--saveexport-engine=dockerd:{fake_dockerd}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*names the same engine twice*"])
+
+
+def test_a_private_daemon_comes_and_goes_without_touching_the_machines_engine(tmp_path):
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    daemon = PrivateDockerd(name="selftest", dockerd=dockerd, index=9)
+    main = Engine.connect()
+    try:
+        engine = Engine.connect(daemon.start())
+        assert engine.api.images() == []  # a fresh engine of its own
+        assert engine.facts.endpoint == daemon.endpoint
+        engine.close()
+    finally:
+        daemon.stop()
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    assert "sebr9" not in links and "docker0" in links
+    assert not daemon.data_root.exists() and not daemon.run_dir.exists() and not daemon.log.exists()
+    assert main.api.ping()  # the machine's engine still answers, its docker0 intact
+    main.close()
