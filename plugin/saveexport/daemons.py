@@ -212,7 +212,4 @@ class PodmanService:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.process = None
-        try:
-            self.socket.unlink()
-        except FileNotFoundError:
-            pass
+        shutil.rmtree(self.run_dir, ignore_errors=True)

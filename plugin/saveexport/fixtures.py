@@ -98,12 +98,11 @@ def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
     """The run's namespace; at the end (also after failures and Ctrl-C) it removes what the run made."""
     scope = RunScope(run_id=pytestconfig.stash[RUN_ID])
     before = Snapshot.take(container_engine)
-    before_top = Snapshot.take(container_engine, intermediate=False)
     usage_before = disk_usage(container_engine)
     yield scope
     problems = scope.cleanup(container_engine, protected=before)
     # What the suite failed to remove (must be nothing) vs what the engine itself keeps after removal.
-    leftovers = Snapshot.take(container_engine, intermediate=False).changes_since(before_top, ignore_cache=True)
+    leftovers = scope.remaining(container_engine, protected=before)
     usage_after = disk_usage(container_engine)
     _fact(pytestconfig, "leaks", container_engine.facts.label, {
         "engine": container_engine.facts.label, "suite_leftovers": leftovers, "cleanup_problems": problems,

@@ -38,24 +38,19 @@ class Snapshot:
     networks: frozenset[str]
 
     @classmethod
-    def take(cls, engine: Engine, *, intermediate: bool = True) -> Snapshot:
-        """`intermediate=False` leaves out the legacy builder's untagged parent images."""
+    def take(cls, engine: Engine) -> Snapshot:
         api = engine.api
-        images = {i["Id"]: tuple(sorted(i.get("RepoTags") or ())) for i in api.images(all=intermediate)}
+        images = {i["Id"]: tuple(sorted(i.get("RepoTags") or ())) for i in api.images(all=True)}
         containers = {c["Id"]: (c.get("Names") or ["?"])[0] for c in api.containers(all=True)}
         volumes = frozenset(v["Name"] for v in (api.volumes().get("Volumes") or []))
         networks = frozenset(n["Name"] for n in api.networks())
         return cls(images, containers, volumes, networks)
 
-    def changes_since(self, before: Snapshot, *, ignore_cache: bool = False) -> dict[str, Any]:
-        """What differs from `before`; empty when the engine is as it was.
-
-        ignore_cache: images that carry only saveexport-cache-* tags (kept on purpose) are not changes.
-        """
+    def changes_since(self, before: Snapshot) -> dict[str, Any]:
+        """What differs from `before`; empty when the engine is as it was."""
         out: dict[str, Any] = {}
         gone = {i: t for i, t in before.images.items() if i not in self.images}
-        new = {i: t for i, t in self.images.items() if i not in before.images
-               and not (ignore_cache and t and all(tag.startswith(CACHE_PREFIX) for tag in t))}
+        new = {i: t for i, t in self.images.items() if i not in before.images}
         retagged = {i: (before.images[i], self.images[i]) for i in before.images
                     if i in self.images and before.images[i] != self.images[i]}
         for key, value in (("images_removed", gone), ("images_added", new), ("images_retagged", retagged),
@@ -122,6 +117,24 @@ class RunScope:
         if container_id:
             self.containers.add(container_id)
 
+    def remaining(self, engine: Engine, protected: Snapshot | None = None) -> dict[str, list[str]]:
+        """What of this run is still on the engine (after cleanup: must be nothing).
+
+        Only this run's own things are looked at, so other runs on the same engine cannot confuse it.
+        """
+        api = engine.api
+        label = f"{LABEL_RUN}={self.run_id}"
+        kept = set(protected.images) if protected else set()
+        present = {i["Id"]: i.get("RepoTags") or [] for i in api.images(all=True)}
+        out = {
+            "containers": sorted({c["Id"][:12] for c in api.containers(all=True, filters={"label": label})} |
+                                 {c[:12] for c in self.containers if _exists(api.inspect_container, c)}),
+            "tags": sorted(t for tags in present.values() for t in tags if self.owns_tag(t)),
+            "images": sorted(i[:19] for i in (self.images & set(present)) - kept),
+            "volumes": sorted(v["Name"] for v in api.volumes(filters={"label": label}).get("Volumes") or []),
+        }
+        return {k: v for k, v in out.items() if v}
+
     def cleanup(self, engine: Engine, protected: Snapshot | None = None) -> list[str]:
         """Remove what this run made; returns one line per thing that could not be removed."""
         return sweep(engine, run_id=self.run_id, owns_tag=self.owns_tag, image_ids=self.images,
@@ -176,6 +189,14 @@ def sweep(engine: Engine, *, run_id: str | None, owns_tag: Callable[[str], bool]
         with _gone_ok(problems, f"network {network['Name']}"):
             api.remove_network(network["Id"])
     return problems
+
+
+def _exists(inspect: Callable[[str], Any], ident: str) -> bool:
+    try:
+        inspect(ident)
+        return True
+    except docker.errors.NotFound:
+        return False
 
 
 @contextlib.contextmanager

@@ -52,9 +52,13 @@ def pytest_configure(config: pytest.Config) -> None:
     ids = [spec.id for spec in config.stash[ENGINE_SPECS]]
     if len(set(ids)) != len(ids):
         raise pytest.UsageError(f"--saveexport-engine names the same engine twice: {', '.join(ids)}")
-    # One run id for the whole run, shared with xdist workers so that one namespace covers them all.
+    # One run id for the whole run; each xdist worker adds its own name to it, so that one worker's
+    # cleanup never removes what another, still running, made on a shared engine.
     workerinput = getattr(config, "workerinput", None)
-    config.stash[RUN_ID] = (workerinput or {}).get("saveexport_run_id") or secrets.token_hex(4)
+    if workerinput:
+        config.stash[RUN_ID] = f"{workerinput['saveexport_run_id']}-{workerinput['workerid']}"
+    else:
+        config.stash[RUN_ID] = secrets.token_hex(4)
     config.stash[PENDING_FACTS] = []
     if _is_controller(config):
         config.stash[COLLECTOR] = Collector()
