@@ -265,13 +265,23 @@ def _run_cell(run: dict[str, Any]) -> str:
 
 
 def _sizes(document: dict[str, Any], add) -> None:
-    sizes = observations(document, "sizes")
-    structure = observations(document, "save-structure")
-    decomposition = observations(document, "decomposition")
-    flatten_diff = observations(document, "flatten-diff")
-    if not (sizes or structure or decomposition):
+    engines = list(dict.fromkeys(o.get("engine") for o in observations(document, "sizes") +
+                                 observations(document, "save-structure") + observations(document, "decomposition")))
+    if not engines:
         return
     add("## Sizes and structure (C11)\n")
+    for engine in engines:
+        if len(engines) > 1:
+            add(f"### {engine}\n")
+        _sizes_of(document, add, engine, plot=engine == engines[0])
+
+
+def _sizes_of(document: dict[str, Any], add, engine: str | None, plot: bool) -> None:
+    def mine(topic: str) -> list[dict[str, Any]]:
+        return [o for o in observations(document, topic) if o.get("engine") == engine]
+
+    sizes, structure, decomposition, flatten_diff = (mine("sizes"), mine("save-structure"), mine("decomposition"),
+                                                     mine("flatten-diff"))
     for o in sizes:
         d = o["data"]
         add(_table([["save archive", _mb(d["save_bytes"])], ["export archive", _mb(d["export_bytes"])],
@@ -287,7 +297,8 @@ def _sizes(document: dict[str, Any], add) -> None:
                    ["#", "layer", "compression", "bytes", "entries", "added", "changed", "removed (whiteouts)",
                     "bytes shadowed later"]))
         add("")
-        add(f"![file bytes per layer, visible and hidden by later layers]({PLOT_NAME})\n")
+        if plot:
+            add(f"![file bytes per layer, visible and hidden by later layers]({PLOT_NAME})\n")
     for o in decomposition:
         d = o["data"]
         add("Where the difference between the two archives comes from (adds up to the measured difference):\n")
