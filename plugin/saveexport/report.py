@@ -215,7 +215,9 @@ def _leaks(document: dict[str, Any], add) -> None:
         return
     add("## What stayed behind\n")
     add("After each engine's run and cleanup: what the suite failed to remove (must be nothing), and what "
-        "the engine itself holds compared with before the run (`docker system df`).\n")
+        "the engine holds compared with before the run (`docker system df`). On a private engine, which "
+        "starts empty, this includes the subject images streamed in for the run and kept as its cache "
+        "(saveexport-cache-*); not every image counted there is therefore left by the engine itself.\n")
     rows = []
     for leak in leaks:
         before, after = leak.get("engine_usage_before") or {}, leak.get("engine_usage_after") or {}
