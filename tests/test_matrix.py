@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from saveexport import matrix
-from saveexport.daemons import PrivateDockerd
+from saveexport.daemons import PrivateDockerd, _bridges_in
 from saveexport.engines import Engine
 from saveexport.errors import UsageError
 
@@ -57,15 +57,25 @@ def test_a_private_daemon_comes_and_goes_without_touching_the_machines_engine(tm
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
     daemon = PrivateDockerd(name="selftest", dockerd=dockerd, index=9)
     main = Engine.connect()
+    forward = ["iptables", "-w", "-S", "FORWARD"]
     try:
         engine = Engine.connect(daemon.start())
         assert engine.api.images() == []  # a fresh engine of its own
         assert engine.facts.endpoint == daemon.endpoint
+        # a network of its own gets a bridge from the daemon's own pool, and its containers may talk
+        engine.api.create_network("selftest-net")
+        assert len(_bridges_in(daemon.pool)) == 1
+        if shutil.which("iptables"):
+            assert f"saveexport {daemon.name}" in subprocess.run(forward, capture_output=True, text=True).stdout
+        # the network is left on purpose: stopping the daemon must remove its bridge
         engine.close()
     finally:
         daemon.stop()
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
     assert "sebr9" not in links and "docker0" in links
+    assert _bridges_in(daemon.pool) == []
+    if shutil.which("iptables"):
+        assert "saveexport" not in subprocess.run(forward, capture_output=True, text=True).stdout
     assert not daemon.data_root.exists() and not daemon.run_dir.exists() and not daemon.log.exists()
     assert main.api.ping()  # the machine's engine still answers, its docker0 intact
     main.close()

@@ -20,6 +20,7 @@ from .archives.plot import layers_png
 from .archives.summary import diff_archives, inspect_archive
 from .engines import Engine
 from .errors import ArchiveError, SaveexportError
+from .compose import find_compose
 from .provision import SUITES, fetch_suite, from_bundle
 from .report import render_diff, render_inspect
 from .isolation import CACHE_PREFIX, sweep
@@ -60,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     gc.add_argument("--cache", action="store_true", help="also remove the cached offline builds (saveexport-cache-*)")
 
     prov = sub.add_parser("provision", help="fetch Docker builds for the matrix from Debian's suites into a cache "
-                                             "(or check a dockerd bundle you have)")
-    prov.add_argument("sources", nargs="+", metavar="SUITE|PATH",
-                      help="a Debian suite (bullseye, bookworm, trixie, sid) or a dockerd binary/bundle directory")
+                                             "(or check a dockerd bundle you have), and Compose v2")
+    prov.add_argument("sources", nargs="+", metavar="SUITE|PATH|compose",
+                      help="a Debian suite (bullseye, bookworm, trixie, sid), a dockerd binary/bundle directory, "
+                           "or 'compose' (Compose v2 for the air-gap scenario, when the machine has none)")
 
     eng = sub.add_parser("engine", help="say which engine answers and what it is")
     eng.add_argument("--docker-host", help="engine endpoint (default: DOCKER_HOST or the local socket)")
@@ -142,6 +144,10 @@ def _gc(args) -> int:
 
 def _provision(args) -> int:
     for source in args.sources:
+        if source == "compose":
+            compose = find_compose()
+            print(f"Compose {compose.version}: {' '.join(compose.argv)} ({compose.source})")
+            continue
         build = fetch_suite(source) if source in SUITES else from_bundle(source)
         value = f"docker:{source}" if source in SUITES else f"dockerd:{source}"
         print(f"{build.version}: {build.dockerd} ({build.source}); use --saveexport-engine {value}"

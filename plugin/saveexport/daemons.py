@@ -1,9 +1,15 @@
 """Private engines the plugin starts and stops: a dockerd of any version, optionally with the
 containerd image store, beside whatever engine the user runs.
 
-Each has its own data-root, exec-root, socket, pidfile and bridge; it never touches docker0 (never
-`--bridge none`: that deletes the host's docker0 at start-up) and never writes iptables rules.
-Stopping it removes its data-root and bridge: nothing of it stays on the machine.
+Each has its own data-root, exec-root, socket, pidfile, bridge and address pool for the networks
+it creates; it never touches docker0 (never `--bridge none`: that deletes the host's docker0 at
+start-up) and runs with `--iptables=false`, so it writes no NAT or isolation rules of its own.
+
+One rule is needed all the same: the machine's engine sets the FORWARD policy to DROP, and with
+br_netfilter loaded that also drops bridged traffic between two containers of a private daemon (a
+compose app cannot reach its database). The daemon's own subnets are accepted among themselves by
+one commented FORWARD rule while it runs. Stopping it removes that rule, its data-root and its
+bridge: nothing of it stays on the machine.
 """
 
 from __future__ import annotations
@@ -63,10 +69,11 @@ class PrivateDockerd:
         for path in (self.run_dir, self.data_root / "data", self.data_root / "exec"):
             path.mkdir(parents=True, exist_ok=True)
         self._bridge_up()
+        self._forward(add=True)
         argv = [self.dockerd, "--host", self.endpoint, "--data-root", str(self.data_root / "data"),
                 "--exec-root", str(self.data_root / "exec"), "--pidfile", str(self.run_dir / "dockerd.pid"),
                 "--bridge", self.bridge, "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-                "--userland-proxy=false"]
+                f"--default-address-pool=base={self.pool},size=24"]
         config = {"features": {"containerd-snapshotter": True}} if self.containerd_store else {}
         config_file = self.data_root / "daemon.json"
         config_file.write_text(json.dumps(config))
@@ -114,6 +121,9 @@ class PrivateDockerd:
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        for bridge in _bridges_in(self.pool):  # a stopped dockerd leaves its networks' bridges behind
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        self._forward(add=False)
         if self.started and not keep_log:
             self.log.unlink(missing_ok=True)
 
@@ -125,15 +135,56 @@ class PrivateDockerd:
         except (OSError, ValueError):
             return None
 
+    @property
+    def subnet(self) -> str:
+        return f"172.{40 + self.index}.0.0/16"
+
+    @property
+    def pool(self) -> str:
+        return f"10.{200 + self.index}.0.0/16"
+
+    def _forward_rules(self) -> list[list[str]]:
+        comment = ["-m", "comment", "--comment", f"saveexport {self.name}"]
+        return [["FORWARD", "-s", net, "-d", net, *comment, "-j", "ACCEPT"] for net in (self.subnet, self.pool)]
+
+    def _forward(self, add: bool) -> None:
+        """Accept traffic inside the daemon's own subnets (see the module's docstring); remove it again."""
+        iptables = shutil.which("iptables")
+        if iptables is None:
+            return  # no packet filter: nothing drops the traffic
+        for rule in self._forward_rules():
+            present = subprocess.run([iptables, "-w", "-C", *rule], capture_output=True, check=False).returncode == 0
+            if add and not present:
+                proc = subprocess.run([iptables, "-w", "-I", *rule], capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    raise EngineUnavailable(f"could not let {self.name}'s containers reach each other "
+                                            f"(iptables -I {' '.join(rule)}): {proc.stderr.strip()}")
+            while not add and present:
+                subprocess.run([iptables, "-w", "-D", *rule], capture_output=True, check=False)
+                present = subprocess.run([iptables, "-w", "-C", *rule], capture_output=True,
+                                         check=False).returncode == 0
+
     def _bridge_up(self) -> None:
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
         for argv in (["ip", "link", "add", self.bridge, "type", "bridge"],
-                     ["ip", "addr", "add", f"172.{40 + self.index}.0.1/16", "dev", self.bridge],
+                     ["ip", "addr", "add", self.subnet.replace(".0.0/16", ".0.1/16"), "dev", self.bridge],
                      ["ip", "link", "set", self.bridge, "up"]):
             proc = subprocess.run(argv, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 raise EngineUnavailable(f"could not set up bridge {self.bridge} ({' '.join(argv)}): "
                                         f"{proc.stderr.strip()}")
+
+
+def _bridges_in(pool: str) -> list[str]:
+    """Bridges (br-*) whose address lies in `pool` (a /16 of ours)."""
+    prefix = pool.split(".0.0/")[0] + "."
+    proc = subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True, check=False)
+    try:
+        links = json.loads(proc.stdout or "[]")
+    except ValueError:
+        return []
+    return [link["ifname"] for link in links if str(link.get("ifname", "")).startswith("br-")
+            and any(str(a.get("local", "")).startswith(prefix) for a in link.get("addr_info") or [])]
 
 
 def _answers(socket_path: Path) -> bool:

@@ -11,12 +11,17 @@ Session scope, one engine per process; each archive is made once and shared.
 - ``subject_container``: a running, ready container of the subject image.
 - ``save_archive`` / ``export_archive``: the subject's save archive and the container's export
   archive, each with the Outcome that made it.
+- ``app_image``: the project's own notes app (for the compose scenario), built once per machine.
+- ``empty_engine`` (function scope): a second engine that starts empty and has no registry: a
+  private dockerd of the engine's own build, removed with everything in it afterwards.
+- ``saveexport_compose``: Compose v2 (found, or fetched from Debian into the cache).
 - ``claim_evidence`` (function scope): records observations and verdicts into the report.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +30,8 @@ import pytest
 
 from .archives import Archive
 from . import matrix
+from .compose import Compose, find_compose
+from .daemons import PrivateDockerd
 from .engines import Engine
 from .errors import SaveexportError
 from .evidence import Recorder, fact_record
@@ -32,7 +39,7 @@ from .isolation import RunScope, Snapshot, disk_usage
 from .matrix import EngineSpec
 from .operations import Operations, Outcome
 from .settings import Settings
-from .subject import SubjectImage, obtain
+from .subject import APP_IMAGE, SubjectImage, obtain
 from .state import ENGINE_SPECS, PENDING_FACTS, RUN_ID, SETTINGS
 
 PG_ENV = {"POSTGRES_PASSWORD": "saveexport"}
@@ -116,11 +123,12 @@ def engine_ops(container_engine: Engine, run_scope: RunScope) -> Operations:
     return Operations(container_engine, run_scope)
 
 
-def _subject(config: pytest.Config, engine: Engine, settings: Settings, scope: RunScope, ref: str) -> SubjectImage:
+def _subject(config: pytest.Config, engine: Engine, settings: Settings, scope: RunScope, ref: str,
+             source: str | None = None) -> SubjectImage:
     # A private engine starts empty and has no registry: it gets the image from the machine's own engine.
     seed = settings.docker_host if getattr(engine, "spec", None) is not None and engine.spec.private else None
     try:
-        subject = obtain(engine, ref, settings.image_source, scope, cache_dir=settings.cache_dir,
+        subject = obtain(engine, ref, source or settings.image_source, scope, cache_dir=settings.cache_dir,
                          suite=settings.debian_suite, mirror=settings.debian_mirror, seed=seed,
                          private=seed is not None)
     except SaveexportError as exc:
@@ -137,6 +145,55 @@ def subject_image(pytestconfig, container_engine, saveexport_settings, run_scope
 @pytest.fixture(scope="session")
 def second_image(pytestconfig, container_engine, saveexport_settings, run_scope) -> SubjectImage:
     return _subject(pytestconfig, container_engine, saveexport_settings, run_scope, saveexport_settings.second_image)
+
+
+@pytest.fixture(scope="session")
+def app_image(pytestconfig, container_engine, saveexport_settings, run_scope) -> SubjectImage:
+    """The project's notes app (assets/app): always built here, from the same Debian base as the stand-ins."""
+    return _subject(pytestconfig, container_engine, saveexport_settings, run_scope, APP_IMAGE, source="build")
+
+
+@pytest.fixture(scope="session")
+def saveexport_compose() -> Compose:
+    try:
+        return find_compose()
+    except SaveexportError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _worker_number(config: pytest.Config) -> int:
+    worker = getattr(config, "workerinput", {}).get("workerid", "gw0")
+    return int(worker[2:]) if worker[2:].isdigit() else 0
+
+
+@pytest.fixture
+def empty_engine(pytestconfig: pytest.Config, container_engine: Engine, saveexport_settings: Settings):
+    """A second engine, empty and without a registry, as an air-gapped host is.
+
+    A private dockerd of the engine's own build (for an engine the plugin did not start: the
+    dockerd on PATH), with the same image store; its data-root is deleted afterwards.
+    """
+    spec = container_engine.spec
+    dockerd = spec.build.dockerd if spec.kind == "dockerd" else shutil.which("dockerd")
+    if dockerd is None:
+        pytest.fail("this scenario needs a second engine: no dockerd on PATH to start one (run scripts/engine up, "
+                    "or name a private engine with --saveexport-engine docker:SUITE)", pytrace=False)
+    index = pytestconfig.stash[ENGINE_SPECS].index(spec) + 1
+    worker = _worker_number(pytestconfig)
+    daemon = PrivateDockerd(name=f"{spec.id}-empty-{worker}-{os.getpid()}"[:48], dockerd=dockerd,
+                            index=20 + 8 * worker + index, containerd_store=spec.containerd_store)
+    try:
+        engine = Engine.connect(daemon.start(), timeout=saveexport_settings.timeout)
+        _fact(pytestconfig, "empty-engine", f"{spec.id}|empty", dict(engine.facts.to_dict(), role="empty engine",
+                                                                 for_engine=container_engine.facts.label))
+    except SaveexportError as exc:
+        daemon.stop(keep_log=True)
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield engine
+    finally:
+        engine.close()
+        daemon.stop()
 
 
 @pytest.fixture(scope="session")

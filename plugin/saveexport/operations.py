@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import tarfile
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -186,13 +188,14 @@ class Operations:
 
     # -- containers ----------------------------------------------------------------------------------
     def create(self, image: str, name: str, *, command: list[str] | None = None,
-               entrypoint: list[str] | None = None, environment: dict[str, str] | None = None) -> Outcome:
-        """docker create, labelled and namespaced, with no network (nothing here needs one)."""
+               entrypoint: list[str] | None = None, environment: dict[str, str] | None = None,
+               network_mode: str = "none") -> Outcome:
+        """docker create, labelled and namespaced, with no network unless asked (most need none)."""
         with _Attempt("create") as attempt:
             container = self.api.create_container(
                 image, command=command, entrypoint=entrypoint, name=self.scope.name(name),
                 environment=environment, labels=self.scope.labels,
-                host_config=self.api.create_host_config(network_mode="none"))
+                host_config=self.api.create_host_config(network_mode=network_mode))
         if attempt.error:
             return attempt.failure(image=image)
         self.scope.track_container(container["Id"])
@@ -283,7 +286,40 @@ class Operations:
         except docker.errors.NotFound:
             pass
 
+    def put_file(self, container: str, source: Path, directory: str) -> Outcome:
+        """docker cp SOURCE CONTAINER:DIRECTORY (a small file; the tar is made on the fly, streamed)."""
+        with _Attempt("cp") as attempt, tempfile.TemporaryFile() as tar_file:
+            with tarfile.open(fileobj=tar_file, mode="w") as tar:
+                tar.add(source, arcname=source.name)
+            tar_file.seek(0)
+            self.api.put_archive(container, directory, tar_file)
+        if attempt.error:
+            return attempt.failure(container=container, source=str(source))
+        return Outcome("cp", True, duration_s=attempt.seconds, bytes=source.stat().st_size,
+                       result={"container": container, "path": f"{directory}/{source.name}"})
+
     # -- images --------------------------------------------------------------------------------------
+    def build(self, dockerfile: str, ref: str) -> Outcome:
+        """docker build -t REF - (a Dockerfile without context), labelled with the run."""
+        lines: list[str] = []
+        image_id = None
+        with _Attempt("build") as attempt:
+            for chunk in self.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, labels=self.scope.labels,
+                                        rm=True, forcerm=True, decode=True, pull=False):
+                if "error" in chunk:
+                    raise StreamError(chunk["error"].strip())
+                text = (chunk.get("stream") or "").strip()
+                if text:
+                    lines.append(text)
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+        image_id = image_id or self.image_id(ref)
+        self.scope.track_image(image_id)
+        if attempt.error:
+            return attempt.failure(ref=ref, build_lines=lines[-10:])
+        return Outcome("build", True, duration_s=attempt.seconds,
+                       result={"image_id": image_id, "ref": ref, "build_lines": lines[-10:]})
+
     def tag(self, image: str, ref: str) -> None:
         repository, _, tag = ref.rpartition(":")
         self.api.tag(image, repository, tag)

@@ -17,13 +17,16 @@ from .engines import Engine
 from .errors import SaveexportError
 from .evidence import Collector
 from .fixtures import (  # noqa: F401  (pytest finds fixtures through this module)
+    app_image,
     archive_dir,
     claim_evidence,
     container_engine,
+    empty_engine,
     engine_ops,
     export_archive,
     run_scope,
     save_archive,
+    saveexport_compose,
     saveexport_engine_spec,
     saveexport_settings,
     second_image,

@@ -46,17 +46,12 @@ def _run(argv: list[str], log: Path, what: str) -> None:
         raise UsageError(f"{what} failed ({last[0]}); full log: {log}")
 
 
-def fetch_suite(suite: str, root: Path | None = None, mirror: str = MIRROR) -> Build:
-    """docker.io from one Debian suite, downloaded and unpacked once into the cache."""
-    if suite not in SUITES:
-        raise UsageError(f"unknown Debian suite {suite!r}; known: {', '.join(SUITES)}")
-    root = root or cache_root()
-    done = root / f"debian-{suite}" / "build.json"
-    if done.exists():
-        return Build(**json.loads(done.read_text()))
+def _apt(root: Path, mirror: str, log: Path) -> list[str]:
+    """apt-get options for an apt state of our own (sources = every suite), updated once."""
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
-            raise UsageError(f"fetching Docker from Debian needs {tool}; on other systems pass a dockerd bundle")
+            raise UsageError(f"fetching packages from Debian needs {tool}; on other systems install them yourself "
+                             f"(a dockerd bundle: dockerd:PATH; Compose v2: the docker-compose-plugin package)")
     apt = root / "apt"
     for sub in ("lists/partial", "cache/archives/partial", "etc/preferences.d", "etc/apt.conf.d"):
         (apt / sub).mkdir(parents=True, exist_ok=True)
@@ -66,29 +61,73 @@ def fetch_suite(suite: str, root: Path | None = None, mirror: str = MIRROR) -> B
                "-o", f"Dir::Etc::Preferences={apt}/etc/preferences", "-o", f"Dir::Etc::PreferencesParts={apt}/etc/preferences.d",
                "-o", f"Dir::State::Lists={apt}/lists", "-o", f"Dir::Cache={apt}/cache",
                "-o", "APT::Get::AllowUnauthenticated=false", "-o", "Acquire::Languages=none", "-q"]
-    log = root / "fetch.log"
     if not any((apt / "lists").glob("*Packages*")):
         _run(["apt-get", *options, "update"], log, "apt-get update (with the saveexport engine sources)")
-    target = root / f"debian-{suite}"
-    target.mkdir(parents=True, exist_ok=True)
-    downloads = target / "deb"
-    downloads.mkdir(exist_ok=True)
+    return options
+
+
+def _download(package: str, suite: str, downloads: Path, root: Path, mirror: str) -> Path:
+    """`apt-get download PACKAGE/SUITE` into `downloads` (once): the newest .deb there."""
+    found = sorted(downloads.glob(f"{package}_*.deb"))
+    if found:
+        return found[-1]
+    log = root / "fetch.log"
+    options = _apt(root, mirror, log)
+    downloads.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.run(["apt-get", *options, "download", f"docker.io/{suite}"], cwd=downloads, stdout=out,
+        proc = subprocess.run(["apt-get", *options, "download", f"{package}/{suite}"], cwd=downloads, stdout=out,
                               stderr=subprocess.STDOUT, check=False)
-    debs = sorted(downloads.glob("docker.io_*.deb"))
-    if proc.returncode != 0 or not debs:
-        raise UsageError(f"apt-get download docker.io/{suite} failed; full log: {log}")
+    found = sorted(downloads.glob(f"{package}_*.deb"))
+    if proc.returncode != 0 or not found:
+        raise UsageError(f"apt-get download {package}/{suite} failed; full log: {log}")
+    return found[-1]
+
+
+def _download_and_unpack(package: str, suite: str, target: Path, root: Path, mirror: str) -> tuple[Path, str]:
+    """The .deb of PACKAGE/SUITE in target/deb, unpacked with `dpkg-deb -x` into target/root."""
+    deb = _download(package, suite, target / "deb", root, mirror)
     unpacked = target / "root"
-    _run(["dpkg-deb", "-x", str(debs[-1]), str(unpacked)], log, f"dpkg-deb -x {debs[-1].name}")
+    _run(["dpkg-deb", "-x", str(deb), str(unpacked)], root / "fetch.log", f"dpkg-deb -x {deb.name}")
+    return unpacked, deb.name.split("_")[1]
+
+
+def fetch_suite(suite: str, root: Path | None = None, mirror: str = MIRROR) -> Build:
+    """docker.io from one Debian suite, downloaded and unpacked once into the cache."""
+    if suite not in SUITES:
+        raise UsageError(f"unknown Debian suite {suite!r}; known: {', '.join(SUITES)}")
+    root = root or cache_root()
+    done = root / f"debian-{suite}" / "build.json"
+    if done.exists():
+        return Build(**json.loads(done.read_text()))
+    unpacked, version = _download_and_unpack("docker.io", suite, root / f"debian-{suite}", root, mirror)
     dockerd = unpacked / "usr" / "sbin" / "dockerd"
     if not dockerd.exists():
-        raise UsageError(f"{debs[-1].name} holds no usr/sbin/dockerd")
-    version = debs[-1].name.split("_")[1]
+        raise UsageError(f"docker.io {version} from {suite} holds no usr/sbin/dockerd")
     build = Build(version=version.split("+")[0].split("-")[0], dockerd=str(dockerd),
                   source=f"debian {suite} docker.io {version}")
     done.write_text(json.dumps(build.to_dict()))
     return build
+
+
+def fetch_deb(package: str, suite: str, root: Path | None = None, mirror: str = MIRROR) -> Path:
+    """One .deb from a Debian suite (downloaded once into the cache), to install into a container offline."""
+    root = root or cache_root()
+    return _download(package, suite, root / f"debs-{suite}", root, mirror)
+
+
+COMPOSE_SUITE = "trixie"  # the first suite whose docker-compose is v2 (2.26.1); bookworm's is v1
+
+
+def fetch_compose(root: Path | None = None, mirror: str = MIRROR) -> Path:
+    """Compose v2 from Debian's docker-compose package: a static CLI plugin that also runs on its own."""
+    root = root or cache_root()
+    target = root / f"compose-{COMPOSE_SUITE}"
+    binary = target / "root" / "usr" / "libexec" / "docker" / "cli-plugins" / "docker-compose"
+    if not binary.exists():
+        _, version = _download_and_unpack("docker-compose", COMPOSE_SUITE, target, root, mirror)
+        if not binary.exists():
+            raise UsageError(f"docker-compose {version} from {COMPOSE_SUITE} holds no Compose v2 plugin binary")
+    return binary
 
 
 def from_bundle(path: str) -> Build:

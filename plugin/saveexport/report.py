@@ -144,6 +144,7 @@ def render_markdown(document: dict[str, Any]) -> str:
     _cross_load(document, add)
     _sizes(document, add)
     _import_losses(document, add)
+    _use_cases(document, add)
     _generic(document, add)
     _timings(document, add)
     _tests(document, add)
@@ -362,9 +363,85 @@ def _import_losses(document: dict[str, Any], add) -> None:
             add("")
 
 
+def _secs(outcome: dict[str, Any] | None) -> str:
+    return f"{outcome['duration_s']:.1f} s" if outcome and outcome.get("duration_s") is not None else "–"
+
+
+def _daemon_words(text: str | None) -> str:
+    """The line of compose's output that carries the daemon's refusal (the rest is progress)."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    said = [line for line in lines if "rror" in line or "exited" in line] or lines[-1:]
+    return _cell(said[-1] if said else "", 200)
+
+
+def _use_cases(document: dict[str, Any], add) -> None:
+    airgap = observations(document, "airgap-compose")
+    bases = observations(document, "base-image")
+    if not (airgap or bases):
+        return
+    add("## The article's use cases\n")
+    if airgap:
+        add("### C4: a compose application moved to an air-gapped engine\n")
+        add("Postgres (the subject image) and the project's notes app run on the engine under test through "
+            "pytest-docker. Their images go to a second engine that starts empty and cannot pull (a private "
+            "dockerd; the compose file says `pull_policy: never`); the same compose file is brought up there "
+            "and a note is written through the app and read back from postgres.\n")
+        rows = []
+        for o in airgap:
+            d = o["data"]
+            times = d.get("timings") or {}
+            if d.get("route") == "save/load":
+                moved = (f"`save` of {len(d.get('images') or [])} images: {d['archive']['bytes']:,} B "
+                         f"({d['archive']['layout']}, {d['archive']['layers']} layers), {_secs(d.get('save'))}; "
+                         f"`load` {_secs(d.get('load'))}")
+                before = d.get("up_without_archive") or {}
+                needed = ("nothing: names, config and layers came with the archive; before the load, compose up "
+                          f"failed: {_daemon_words(before.get('message'))}")
+            else:
+                exports = d.get("exports") or {}
+                moved = "; ".join(f"{s}: export {o2.get('bytes') or 0:,} B {_secs(o2)}, import "
+                                  f"{_secs((d.get('restored_import') or {}).get(s))}" for s, o2 in exports.items())
+                bare = d.get("up_after_bare_import") or {}
+                needed = (f"after a bare import compose up failed: {_daemon_words(bare.get('message'))}; it worked "
+                          f"with these `--change` lines: " + "; ".join(
+                              f"{s}: " + ", ".join(f"`{c}`" for c in changes)
+                              for s, changes in (d.get("changes") or {}).items()))
+            rows.append([o.get("engine") or "", d.get("route"), d.get("target_engine") or "", moved,
+                         "yes" if d.get("data_flows") else "no", f"{times.get('compose_up_s', 0):.1f} s",
+                         _cell(needed, 900)])
+        add(_table(rows, ["engine", "route", "air-gapped engine", "what moved, and its cost", "data flows",
+                          "compose up", "what had to be restored"]))
+        carried = [o for o in airgap if o["data"].get("source_data_on_target")]
+        add("\nThe note written on the source engine before the move " +
+            ("arrived on the air-gapped engine in: " + ", ".join(f"{o.get('engine')} {o['data'].get('route')}"
+                                                               for o in carried) if carried else
+             "was on the air-gapped engine in no route: images carry no volume data, which travels separately") +
+            ".\n")
+    if bases:
+        add("### C7: a base image from a customised container\n")
+        rows = []
+        for o in bases:
+            d = o["data"]
+            for route, r in (d.get("routes") or {}).items():
+                shape, derived = r.get("base_shape") or {}, r.get("derived_shape") or {}
+                config = shape.get("config") or {}
+                kept = ", ".join(k for k in ("Cmd", "Entrypoint", "Env", "Volumes", "ExposedPorts", "WorkingDir",
+                                             "User", "StopSignal") if config.get(k)) or "none"
+                rows.append([o.get("engine") or "", route, shape.get("layers"), _mb(shape.get("size")),
+                             shape.get("history_entries"), _cell(kept, 120), derived.get("layers"),
+                             "yes" if r.get("customisation_present") else "no",
+                             f"{_secs(r.get('base'))} + build {_secs(r.get('build'))}"])
+        add(f"The subject's container got a file and a package ({bases[0]['data'].get('package')}, by "
+            f"`dpkg -i`); it was made a base image by export → import and by commit, an image was built "
+            f"`FROM` each and run.\n")
+        add(_table(rows, ["engine", "route", "base layers", "base size", "history", "run settings kept",
+                          "derived layers", "customisation there", "time"]))
+        add("")
+
+
 def _generic(document: dict[str, Any], add) -> None:
     shown = {"cross-load", "sizes", "save-structure", "decomposition", "flatten-diff", "import-loses",
-             "import-repair"}
+             "import-repair", "airgap-compose", "base-image"}
     rest = [o for o in document.get("observations", []) if o.get("topic") not in shown]
     if not rest:
         return

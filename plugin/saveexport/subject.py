@@ -36,7 +36,8 @@ DEFAULT_SUITE = "bullseye"  # the last Debian base of the postgres:9.6 images
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 # Which stand-in recipe (assets/<name>) replaces which image when it cannot be pulled.
-STANDINS = {"postgres": "postgres", "mongo": "second"}
+STANDINS = {"postgres": "postgres", "mongo": "second", "saveexport-app": "app"}
+APP_IMAGE = "saveexport-app:1"  # the project's own app for the compose scenario: always built, never pulled
 
 
 @dataclass
