@@ -162,7 +162,7 @@ def test_compose_app_moves_to_an_empty_engine_by_save_and_load(
                  "layers": len(archive.layers)},
         up_without_archive={"ok": without, "message": why_not}, timings=times,
         data_flows=on_target in notes, source_data_on_target=SOURCE_NOTE in notes, notes_on_target=notes)
-    claim_evidence.verdict("C4", "confirmed" if sorted(loaded.result["loaded_refs"]) == images else "refuted",
+    claim_evidence.verdict("C4", "confirmed" if sorted(loaded.result["loaded_names"]) == images else "refuted",
                            f"one `docker save` of the {len(images)} images compose needs "
                            f"({archive.size:,} bytes), loaded into an empty engine, gave every image under its "
                            f"name; compose up there answered and the app wrote to and read from postgres")
@@ -170,7 +170,7 @@ def test_compose_app_moves_to_an_empty_engine_by_save_and_load(
                            "stayed there (volumes travel separately)" if SOURCE_NOTE not in notes else
                            "the source's data arrived too")
     assert not without, "compose up on the empty engine should fail before the images are loaded"
-    assert sorted(loaded.result["loaded_refs"]) == images
+    assert sorted(loaded.result["loaded_names"]) == images
     assert SOURCE_NOTE not in notes
 
 

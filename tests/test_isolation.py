@@ -16,7 +16,7 @@ import pytest
 
 from saveexport.engines import Engine
 from saveexport.errors import EngineUnavailable
-from saveexport.isolation import LABEL_RUN, Snapshot
+from saveexport.isolation import LABEL_RUN, RunScope, Snapshot, full_id, short_tag
 
 ROOT = Path(__file__).resolve().parents[1]
 # Names the article's own commands would clobber: `docker import ... postgres:latest`, a container named postgres.
@@ -128,3 +128,15 @@ def test_an_interrupted_run_cleans_up_too(engine, user_owned, tmp_path, signum):
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in output, output[-2000:]
     assert_untouched(engine, before)
+
+
+def test_ids_and_names_as_podman_reports_them_are_normalised():
+    bare = "e8fd91bdd86afbbbd2cd57ad8c6aba53769d427ffe3882d405057ccd038a6f33"
+    assert full_id(bare) == "sha256:" + bare  # Podman's compat API refuses a bare 64-hex name
+    assert full_id("sha256:" + bare) == "sha256:" + bare and full_id("abc123") == "abc123"
+    scope = RunScope(run_id="r1")
+    scope.track_image(bare)
+    assert scope.images == {"sha256:" + bare}
+    for spelled in ("localhost/saveexport-r1-x:1", "docker.io/library/saveexport-r1-x:1", "saveexport-r1-x:1"):
+        assert short_tag(spelled) == "saveexport-r1-x:1" and scope.owns_tag(spelled)
+    assert not scope.owns_tag("docker.io/library/postgres:9.6")

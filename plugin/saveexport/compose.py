@@ -77,27 +77,23 @@ def write_compose_file(path: Path, *, db_image: str, app_image: str, scope: RunS
 
     `pull_policy: never` is what an air-gapped host means: an image that is not on the engine is an
     error, not a download. The app's port is published on `bind` only (this machine's loopback for a
-    local engine). JSON is valid YAML, so no YAML writer is needed.
+    local engine). No healthchecks: Podman runs them only through systemd timers, and without systemd
+    a `service_healthy` dependency waits forever; the app waits for the database itself, and the test
+    for the app. JSON is valid YAML, so no YAML writer is needed.
     """
     labels = dict(scope.labels)
-    healthy = {"interval": "2s", "timeout": "5s", "retries": 90, "start_period": "5s"}
     document = {
         "services": {
             "db": {
                 "image": db_image, "pull_policy": "never", "labels": labels,
                 "environment": {"POSTGRES_PASSWORD": PG_PASSWORD},
                 "volumes": ["pgdata:/var/lib/postgresql/data"],
-                "healthcheck": {"test": ["CMD", "pg_isready", "-U", "postgres", "-h", "/var/run/postgresql"],
-                                **healthy},
             },
             "app": {
                 "image": app_image, "pull_policy": "never", "labels": labels,
                 "environment": {"PGHOST": "db", "PGPASSWORD": PG_PASSWORD},
-                "depends_on": {"db": {"condition": "service_healthy"}},
+                "depends_on": ["db"],
                 "ports": [f"{bind}::{APP_PORT}" if bind else str(APP_PORT)],
-                "healthcheck": {"test": ["CMD", "python3", "-c", "import urllib.request as u; "
-                                         f"u.urlopen('http://127.0.0.1:{APP_PORT}/health', timeout=4)"],
-                                **healthy},
             },
         },
         "volumes": {"pgdata": {"labels": labels}},

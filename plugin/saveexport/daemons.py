@@ -213,14 +213,23 @@ def _unmount_below(path: Path) -> None:
 
 @dataclass
 class PodmanService:
-    """`podman system service` on a socket of its own, serving the Docker-compatible API."""
+    """`podman system service` on a socket of its own, serving the Docker-compatible API.
+
+    Like a private dockerd it has a store of its own (--root, --runroot, --tmpdir), so it starts
+    empty, never sees the user's Podman images, and is deleted with everything in it afterwards.
+    """
 
     name: str = "podman"
     process: subprocess.Popen | None = field(default=None, repr=False)
+    env: dict | None = field(default=None, repr=False)
 
     @property
     def run_dir(self) -> Path:
         return RUN_ROOT / self.name
+
+    @property
+    def data_root(self) -> Path:
+        return STATE_ROOT / self.name
 
     @property
     def socket(self) -> Path:
@@ -230,32 +239,45 @@ class PodmanService:
     def endpoint(self) -> str:
         return f"unix://{self.socket}"
 
+    @property
+    def log(self) -> Path:
+        return self.data_root.with_name(self.name + ".log")
+
+    def _argv(self, podman: str) -> list[str]:
+        return [podman, "--root", str(self.data_root / "storage"), "--runroot", str(self.run_dir / "runroot"),
+                "--tmpdir", str(self.run_dir / "tmp")]
+
     def start(self, wait_s: float = 30) -> str:
         podman = shutil.which("podman")
         if podman is None:
             raise EngineUnavailable("podman is not installed; 'apt-get install podman' (Debian) or leave it out of "
                                     "--saveexport-engine")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.stop()  # leftovers of an interrupted run under the same name
+        for path in (self.run_dir, self.data_root):
+            path.mkdir(parents=True, exist_ok=True)
         conf = self.run_dir / "containers.conf"
-        # this VM cannot raise rlimits beyond these; podman's defaults ask for more and containers fail
-        conf.write_text('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n')
-        env = dict(os.environ, CONTAINERS_CONF=str(conf))
-        log = self.run_dir / "service.log"
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen([podman, "system", "service", "--time=0", self.endpoint], stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                            start_new_session=True)
+        # this VM cannot raise rlimits beyond these (podman's defaults ask for more and containers fail);
+        # no systemd runs here: cgroupfs and a file for events
+        conf.write_text('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+                        '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+        self.env = dict(os.environ, CONTAINERS_CONF=str(conf))
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen([*self._argv(podman), "system", "service", "--time=0", self.endpoint],
+                                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=self.env, start_new_session=True)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise EngineUnavailable(f"podman system service exited: {log.read_text(errors='replace')[-300:]}")
+                last = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
+                self.stop(keep_log=True)
+                raise EngineUnavailable(f"podman system service exited at start-up: {last[0][:300]}; log: {self.log}")
             if self.socket.exists() and _answers(self.socket):
                 return self.endpoint
             time.sleep(0.3)
-        self.stop()
-        raise EngineUnavailable(f"podman system service did not answer within {wait_s:.0f}s; log: {log}")
+        self.stop(keep_log=True)
+        raise EngineUnavailable(f"podman system service did not answer within {wait_s:.0f}s; log: {self.log}")
 
-    def stop(self) -> None:
+    def stop(self, keep_log: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -263,4 +285,13 @@ class PodmanService:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.process = None
+        podman = shutil.which("podman")
+        if podman and self.data_root.exists():  # stop what still runs in the store, then drop the store
+            subprocess.run([*self._argv(podman), "system", "reset", "--force"], capture_output=True, timeout=120,
+                           env=self.env, check=False)
+        _unmount_below(self.data_root)
+        _unmount_below(self.run_dir)
+        shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        if not keep_log:
+            self.log.unlink(missing_ok=True)

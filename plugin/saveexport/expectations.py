@@ -25,7 +25,20 @@ def repeated_saves_identical(facts: EngineFacts) -> bool:
 
 
 def save_layout(facts: EngineFacts) -> str:
-    """Docker 25 changed `docker save` from the legacy layout to the OCI image layout."""
-    if facts.kind == "docker" and version_tuple(facts.version) < (25,):
+    """Docker 25 changed `docker save` from the legacy layout to the OCI image layout; Podman's compat API
+    saves a docker-archive (the legacy layout)."""
+    if facts.kind == "podman" or version_tuple(facts.version) < (25,):
         return "docker-legacy"
     return "oci-image-layout"
+
+
+# Podman 4.3's Docker-compatible API, measured here (podman 4.3.1, Debian bookworm):
+def save_by_repository_name_ok(facts: EngineFacts) -> bool:
+    """Docker saves every tag of a repository named without a tag; Podman reads NAME as docker.io/library/NAME
+    and answers 500 "image not known"."""
+    return facts.kind != "podman"
+
+
+def import_keeps_tag(facts: EngineFacts) -> bool:
+    """Podman's compat import takes the repository but not the tag: `import x.tar name:v1` gives name:latest."""
+    return facts.kind != "podman"

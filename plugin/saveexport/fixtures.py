@@ -32,7 +32,7 @@ from .archives import Archive
 from . import matrix
 from .compose import Compose, find_compose
 from .daemons import PrivateDockerd
-from .engines import Engine
+from .engines import Engine, resolve_endpoint
 from .errors import SaveexportError
 from .evidence import Recorder, fact_record
 from .isolation import RunScope, Snapshot, disk_usage
@@ -126,7 +126,8 @@ def engine_ops(container_engine: Engine, run_scope: RunScope) -> Operations:
 def _subject(config: pytest.Config, engine: Engine, settings: Settings, scope: RunScope, ref: str,
              source: str | None = None) -> SubjectImage:
     # A private engine starts empty and has no registry: it gets the image from the machine's own engine.
-    seed = settings.docker_host if getattr(engine, "spec", None) is not None and engine.spec.private else None
+    private = getattr(engine, "spec", None) is not None and engine.spec.private
+    seed = resolve_endpoint(settings.docker_host) if private else None
     try:
         subject = obtain(engine, ref, source or settings.image_source, scope, cache_dir=settings.cache_dir,
                          suite=settings.debian_suite, mirror=settings.debian_mirror, seed=seed,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -73,6 +74,11 @@ def short_tag(tag: str) -> str:
     return tag
 
 
+def full_id(image_id: str) -> str:
+    """`sha256:<hex>`: Podman reports some ids bare, and its compat API refuses a bare 64-hex name."""
+    return f"sha256:{image_id}" if re.fullmatch(r"[0-9a-f]{64}", image_id) else image_id
+
+
 def disk_usage(engine: Engine) -> dict[str, int]:
     """What the engine says it holds (docker system df): to tell what it keeps after everything is removed."""
     try:
@@ -111,7 +117,7 @@ class RunScope:
 
     def track_image(self, image_id: str | None) -> None:
         if image_id:
-            self.images.add(image_id)
+            self.images.add(full_id(image_id))
 
     def track_container(self, container_id: str | None) -> None:
         if container_id:

@@ -20,7 +20,7 @@ import docker.errors
 import requests.exceptions
 
 from .engines import Engine
-from .isolation import RunScope
+from .isolation import RunScope, short_tag
 
 CHUNK = 1 << 20
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -124,13 +124,17 @@ class Operations:
                 text = (message.get("stream") or message.get("status") or "").strip()
                 if text:
                     lines.append(text)
-        loaded_refs = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Loaded image:")]
+        # Podman puts the names of several loaded images on one line, joined by commas
+        loaded_refs = [ref.strip() for line in lines if line.startswith("Loaded image:")
+                       for ref in line.split(":", 1)[1].split(",") if ref.strip()]
         loaded_ids = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Loaded image ID:")]
         for ref in loaded_refs:
             self._track_ref(ref)
         for image_id in loaded_ids:
             self.scope.track_image(image_id)
-        result = {"daemon_lines": lines, "loaded_refs": loaded_refs, "loaded_ids": loaded_ids}
+        # Podman (and the containerd store) may report docker.io/library/NAME or localhost/NAME for NAME
+        result = {"daemon_lines": lines, "loaded_refs": loaded_refs, "loaded_ids": loaded_ids,
+                  "loaded_names": [short_tag(ref) for ref in loaded_refs]}
         if attempt.error:
             return attempt.failure(**result)
         return Outcome("load", True, message="\n".join(lines) or None, duration_s=attempt.seconds,

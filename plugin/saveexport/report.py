@@ -352,7 +352,10 @@ def _import_losses(document: dict[str, Any], add) -> None:
         d = o["data"]
         add("A minimal set of `docker import --change` instructions that makes the imported export start and "
             "answer (`pg_isready`) again: starting from one instruction per lost setting, each was dropped in "
-            "turn and kept out when postgres still answered without it; no instruction left can be dropped.\n")
+            "turn and kept out when postgres still answered without it; no instruction left can be dropped. "
+            + ("Trials applied the instructions to the bare import's config by a metadata-only build; the final set "
+               "was then checked with a real `docker import --change`." if d.get("verified_by_import") else "")
+            + "\n")
         add("\n".join(f"- `{c}`" for c in d["minimal_changes"]) or "- none needed")
         add("")
         tried = d.get("tried") or []

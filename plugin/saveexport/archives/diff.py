@@ -10,7 +10,7 @@ from .flatten import Flattened
 from .reader import Archive, Image
 
 # Files the engine puts into every container (mount points and bind-mount targets).
-CONTAINER_ONLY = {".dockerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}
+CONTAINER_ONLY = {".dockerenv", "run/.containerenv", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"}  # .containerenv: Podman
 CONTAINER_ONLY_DIRS = ("dev", "proc", "sys", "run/.containerenv")
 COMPARED = ("type", "mode", "uid", "gid", "size", "linkname")
 

@@ -50,17 +50,19 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        if self.path not in ("/health", "/notes"):
+            return self._send(404, {"error": "not found"})
         try:
             with cursor() as cur:
                 if self.path == "/health":
                     cur.execute("SELECT version()")
-                    return self._send(200, {"ok": True, "database": cur.fetchone()[0]})
-                if self.path == "/notes":
+                    answer = {"ok": True, "database": cur.fetchone()[0]}
+                else:
                     cur.execute("SELECT id, body FROM notes ORDER BY id")
-                    return self._send(200, [{"id": i, "body": b} for i, b in cur.fetchall()])
+                    answer = [{"id": i, "body": b} for i, b in cur.fetchall()]
         except psycopg2.Error as exc:
             return self._send(503, {"ok": False, "error": str(exc).strip()})
-        self._send(404, {"error": "not found"})
+        self._send(200, answer)
 
     def do_POST(self):
         if self.path != "/notes":
@@ -69,9 +71,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             with cursor() as cur:
                 cur.execute("INSERT INTO notes (body) VALUES (%s) RETURNING id", (text,))
-                return self._send(201, {"id": cur.fetchone()[0], "body": text})
+                note = {"id": cur.fetchone()[0], "body": text}
         except psycopg2.Error as exc:
             return self._send(503, {"ok": False, "error": str(exc).strip()})
+        self._send(201, note)  # only after the commit: a client that reads next must see the note
 
     def log_message(self, fmt, *args):
         print(fmt % args, flush=True)
