@@ -47,6 +47,17 @@ def test_every_engine_gets_its_own_test_ids(pytester, fake_dockerd):
     result.stdout.fnmatch_lines(["*test_x[[]docker-99.1.0-overlay2[]]", "*test_x[[]docker-99.1.0-containerd[]]"])
 
 
+def test_each_engine_is_one_xdist_group_so_engines_can_run_side_by_side(pytester, fake_dockerd):
+    pytester.makepyfile("""
+        def test_x(saveexport_engine_spec, request):
+            marks = [m.kwargs.get("name") or m.args[0] for m in request.node.iter_markers("xdist_group")]
+            assert marks == ["saveexport-" + saveexport_engine_spec.id]
+    """)
+    result = pytester.runpytest("-p", "no:randomly", f"--saveexport-engine=dockerd:{fake_dockerd}",
+                                f"--saveexport-engine=dockerd:{fake_dockerd}+containerd", "--strict-markers")
+    result.assert_outcomes(passed=2)
+
+
 def test_the_same_engine_twice_is_a_usage_error(pytester, fake_dockerd):
     result = pytester.runpytest(f"--saveexport-engine=dockerd:{fake_dockerd}", f"--saveexport-engine=dockerd:{fake_dockerd}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

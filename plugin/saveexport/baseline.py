@@ -50,6 +50,8 @@ def compare(baseline: dict[str, Any], current: dict[str, Any]) -> tuple[list[str
             was, is_ = before[engine].get(key, "—"), facts.get(key, "—")
             if key not in facts:
                 notes.append(f"{engine}: {key}: not measured in this run (was {was!r})")
+            elif was in ("—", "not testable") and was != is_:  # the suite measures more now: nothing regressed
+                notes.append(f"{engine}: {key}: not measured in the baseline, now {is_!r}")
             elif was != is_:
                 changes.append(f"{engine}: {key}: was {was!r}, now {is_!r}")
     return changes, notes

@@ -47,6 +47,8 @@ def _is_controller(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claim(*ids): the article's claims (C1..C13) a test gives evidence for")
+    if not config.pluginmanager.hasplugin("xdist"):  # the engine grouping marks tests for xdist's loadgroup
+        config.addinivalue_line("markers", "xdist_group(name): run these tests in one xdist worker")
     try:
         settings = config.stash[SETTINGS] = resolve(config)
         config.stash[ENGINE_SPECS] = [matrix.parse(raw, settings.docker_host) for raw in settings.engine]
@@ -86,8 +88,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "saveexport_engine_spec" not in metafunc.fixturenames:
         return
     specs = metafunc.config.stash[ENGINE_SPECS]
-    metafunc.parametrize("saveexport_engine_spec", specs, indirect=True, scope="session",
-                         ids=[_engine_id(metafunc.config, spec) for spec in specs])
+    # One xdist group per engine: with `-n N --dist loadgroup` engines run side by side, and each
+    # engine (its daemon, subject copy, archives) lives in one worker only.
+    metafunc.parametrize("saveexport_engine_spec",
+                         [pytest.param(spec, id=_engine_id(metafunc.config, spec),
+                                       marks=pytest.mark.xdist_group(f"saveexport-{spec.id}")) for spec in specs],
+                         indirect=True, scope="session")
 
 
 def _engine_id(config: pytest.Config, spec) -> str:
