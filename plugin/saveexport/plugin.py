@@ -89,8 +89,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     specs = metafunc.config.stash[ENGINE_SPECS]
     # One xdist group per engine, meant for `-n N --dist loadgroup` (engines side by side, each in one
-    # worker). Not yet reliable: a five-engine run with -n 2 had two workers start the same private
-    # engine (issue 4); the matrix runs one engine after the other until that is understood.
+    # worker). Not yet reliable: in a five-engine run with -n 2, private engines' sockets vanished while
+    # a worker used them (cause not found; issue 4); the matrix runs one engine after the other.
     metafunc.parametrize("saveexport_engine_spec",
                          [pytest.param(spec, id=_engine_id(metafunc.config, spec),
                                        marks=pytest.mark.xdist_group(f"saveexport-{spec.id}")) for spec in specs],
