@@ -78,7 +78,7 @@ def source_app(docker_services, container_engine) -> AppClient:
 
 def _compose_images(compose, endpoint: str, compose_file: str) -> list[str]:
     """`docker compose config --images`: what a user would save, read from the compose file itself."""
-    proc = subprocess.run(["env", f"DOCKER_HOST={endpoint}", *compose.argv, "-f", compose_file, "config", "--images"],
+    proc = subprocess.run([*compose.argv_for(endpoint), "-f", compose_file, "config", "--images"],
                           capture_output=True, text=True, timeout=60, check=True)
     return sorted(set(proc.stdout.split()))
 

@@ -32,9 +32,13 @@ class Compose:
     version: str
     source: str
 
+    def argv_for(self, endpoint: str) -> list[str]:
+        """Compose aimed at one engine (the test process's own environment stays as it is)."""
+        return ["env", f"DOCKER_HOST={endpoint}", *self.argv]
+
     def command(self, endpoint: str) -> str:
-        """The shell command pytest-docker prefixes to its sub-commands, aimed at one engine."""
-        return shlex.join(["env", f"DOCKER_HOST={endpoint}", *self.argv])
+        """The shell command pytest-docker prefixes to its sub-commands."""
+        return shlex.join(self.argv_for(endpoint))
 
     def to_dict(self) -> dict[str, Any]:
         return {"argv": list(self.argv), "version": self.version, "source": self.source}

@@ -29,14 +29,11 @@ RUN_ROOT = Path(os.environ.get("SAVEEXPORT_RUN_ROOT", "/run/saveexport"))  # soc
 STATE_ROOT = Path(os.environ.get("SAVEEXPORT_STATE_ROOT", "/var/lib/saveexport/engines"))
 
 
-@dataclass
-class PrivateDockerd:
-    name: str  # e.g. docker-26.1.5-containerd; names its directories and bridge
-    dockerd: str
-    index: int  # picks the bridge subnet 172.(40+index).0.0/16
-    containerd_store: bool = False
-    started: float = 0.0
-    process: subprocess.Popen | None = field(default=None, repr=False)
+class _Places:
+    """Where a private engine named `name` keeps its socket, state and log (both kinds alike)."""
+
+    name: str
+    socket_name = "docker.sock"
 
     @property
     def run_dir(self) -> Path:
@@ -48,19 +45,29 @@ class PrivateDockerd:
 
     @property
     def socket(self) -> Path:
-        return self.run_dir / "docker.sock"
+        return self.run_dir / self.socket_name
 
     @property
     def endpoint(self) -> str:
         return f"unix://{self.socket}"
 
     @property
-    def bridge(self) -> str:
-        return f"sebr{self.index}"
-
-    @property
     def log(self) -> Path:
         return self.data_root.with_name(self.name + ".log")
+
+
+@dataclass
+class PrivateDockerd(_Places):
+    name: str  # e.g. docker-26.1.5-containerd; names its directories and bridge
+    dockerd: str
+    index: int  # picks the bridge subnet 172.(40+index).0.0/16
+    containerd_store: bool = False
+    started: float = 0.0
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def bridge(self) -> str:
+        return f"sebr{self.index}"
 
     def start(self, wait_s: float = 60) -> str:
         if os.geteuid() != 0:
@@ -212,7 +219,7 @@ def _unmount_below(path: Path) -> None:
 
 
 @dataclass
-class PodmanService:
+class PodmanService(_Places):
     """`podman system service` on a socket of its own, serving the Docker-compatible API.
 
     Like a private dockerd it has a store of its own (--root, --runroot, --tmpdir), so it starts
@@ -222,26 +229,7 @@ class PodmanService:
     name: str = "podman"
     process: subprocess.Popen | None = field(default=None, repr=False)
     env: dict | None = field(default=None, repr=False)
-
-    @property
-    def run_dir(self) -> Path:
-        return RUN_ROOT / self.name
-
-    @property
-    def data_root(self) -> Path:
-        return STATE_ROOT / self.name
-
-    @property
-    def socket(self) -> Path:
-        return self.run_dir / "podman.sock"
-
-    @property
-    def endpoint(self) -> str:
-        return f"unix://{self.socket}"
-
-    @property
-    def log(self) -> Path:
-        return self.data_root.with_name(self.name + ".log")
+    socket_name = "podman.sock"
 
     def _argv(self, podman: str) -> list[str]:
         return [podman, "--root", str(self.data_root / "storage"), "--runroot", str(self.run_dir / "runroot"),

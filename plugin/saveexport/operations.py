@@ -308,17 +308,7 @@ class Operations:
         lines: list[str] = []
         image_id = None
         with _Attempt("build") as attempt:
-            for chunk in self.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, labels=self.scope.labels,
-                                        rm=True, forcerm=True, decode=True, pull=False):
-                if "error" in chunk:
-                    raise StreamError(chunk["error"].strip())
-                text = (chunk.get("stream") or "").strip()
-                if text:
-                    lines.append(text)
-                if "aux" in chunk and "ID" in chunk["aux"]:
-                    image_id = chunk["aux"]["ID"]
-        image_id = image_id or self.image_id(ref)
-        self.scope.track_image(image_id)
+            image_id = build_dockerfile(self.engine, dockerfile, ref, self.scope.labels, self.scope, lines)
         if attempt.error:
             return attempt.failure(ref=ref, build_lines=lines[-10:])
         return Outcome("build", True, duration_s=attempt.seconds,
@@ -358,12 +348,22 @@ class Operations:
 
 def build_labelled_copy(engine: Engine, source: str, ref: str, labels: dict[str, str], scope: RunScope) -> str:
     """`docker build` of `FROM source` with labels only: no new layer, a new image id."""
+    return build_dockerfile(engine, f"FROM {source}\n", ref, labels, scope)
+
+
+def build_dockerfile(engine: Engine, dockerfile: str, ref: str, labels: dict[str, str], scope: RunScope,
+                     lines: list[str] | None = None) -> str:
+    """`docker build -t REF -` of a Dockerfile without context; the image is on the run's ledger even when
+    the build fails half-way. Raises BuildError with the daemon's words."""
     image_id = None
     try:
-        for chunk in engine.api.build(fileobj=io.BytesIO(f"FROM {source}\n".encode()), tag=ref, labels=labels,
+        for chunk in engine.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, labels=labels,
                                       rm=True, forcerm=True, decode=True, pull=False):
             if "error" in chunk:
                 raise docker.errors.BuildError(chunk["error"].strip(), [])
+            text = (chunk.get("stream") or "").strip()
+            if text and lines is not None:
+                lines.append(text)
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
     finally:
