@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from saveexport import matrix
+from saveexport import matrix, scheduling
 from saveexport.daemons import PrivateDockerd, _bridges_in
 from saveexport.engines import Engine
 from saveexport.errors import UsageError
@@ -47,15 +47,43 @@ def test_every_engine_gets_its_own_test_ids(pytester, fake_dockerd):
     result.stdout.fnmatch_lines(["*test_x[[]docker-99.1.0-overlay2[]]", "*test_x[[]docker-99.1.0-containerd[]]"])
 
 
-def test_each_engine_is_one_xdist_group_so_engines_can_run_side_by_side(pytester, fake_dockerd):
-    pytester.makepyfile("""
-        def test_x(saveexport_engine_spec, request):
-            marks = [m.kwargs.get("name") or m.args[0] for m in request.node.iter_markers("xdist_group")]
-            assert marks == ["saveexport-" + saveexport_engine_spec.id]
+def test_with_loadgroup_each_engine_runs_in_one_worker(pytester, fake_dockerd):
+    """Two workers never share an engine: the second would stop the first one's private daemon."""
+    pytest.importorskip("xdist")
+    log = pytester.path / "workers.log"
+    pytester.makepyfile(f"""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_x(saveexport_engine_spec, n):
+            with open({str(log)!r}, "a") as out:
+                out.write(saveexport_engine_spec.id + " " + os.environ["PYTEST_XDIST_WORKER"] + "\\n")
     """)
-    result = pytester.runpytest("-p", "no:randomly", f"--saveexport-engine=dockerd:{fake_dockerd}",
-                                f"--saveexport-engine=dockerd:{fake_dockerd}+containerd", "--strict-markers")
-    result.assert_outcomes(passed=2)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-p", "no:randomly",
+                                           f"--saveexport-engine=dockerd:{fake_dockerd}",
+                                           f"--saveexport-engine=dockerd:{fake_dockerd}+containerd")
+    result.assert_outcomes(passed=16)
+    workers: dict[str, set[str]] = {}
+    for line in log.read_text().splitlines():
+        engine, worker = line.split()
+        workers.setdefault(engine, set()).add(worker)
+    assert sorted(workers) == ["docker-99.1.0-containerd", "docker-99.1.0-overlay2"]
+    assert all(len(used) == 1 for used in workers.values()), workers
+
+
+@pytest.mark.parametrize("nodeid, scope", [
+    ("e/test_a.py::test_x[docker-26.1.5-overlay2]", "saveexport-docker-26.1.5-overlay2"),
+    ("e/test_a.py::test_x[save-load-docker-28.5.2-containerd]", "saveexport-docker-28.5.2-containerd"),
+    ("e/test_a.py::test_x[docker-28.5.2-overlay2-7]", "saveexport-docker-28.5.2-overlay2"),
+    ("e/test_a.py::test_x[podman-a-b]", "saveexport-podman"),
+    ("e/test_a.py::test_x[podmanx]", "e/test_a.py::test_x[podmanx]"),  # a whole token, not a prefix
+    ("t/test_b.py::test_unit", "t/test_b.py::test_unit"),
+    ("t/test_b.py::test_unit[1]@mine", "mine"),
+])
+def test_the_work_unit_is_the_engine_named_in_the_test_id(nodeid, scope):
+    engines = ["docker-28.5.2-overlay2", "docker-28.5.2-containerd", "docker-26.1.5-overlay2", "podman"]
+    assert scheduling.engine_scope(nodeid, engines) == scope
 
 
 def test_the_same_engine_twice_is_a_usage_error(pytester, fake_dockerd):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from . import baseline, matrix
+from . import baseline, matrix, scheduling
 from . import report as report_module
 from .engines import Engine
 from .errors import SaveexportError
@@ -88,9 +88,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "saveexport_engine_spec" not in metafunc.fixturenames:
         return
     specs = metafunc.config.stash[ENGINE_SPECS]
-    # One xdist group per engine, meant for `-n N --dist loadgroup` (engines side by side, each in one
-    # worker). Not yet reliable: in a five-engine run with -n 2, private engines' sockets vanished while
-    # a worker used them (cause not found; issue 4); the matrix runs one engine after the other.
+    # One xdist group per engine: with `-n N --dist loadgroup` engines run side by side, each in one
+    # worker (the scheduler is ours, see scheduling.py; the mark serves xdist's own where it works).
     metafunc.parametrize("saveexport_engine_spec",
                          [pytest.param(spec, id=_engine_id(metafunc.config, spec),
                                        marks=pytest.mark.xdist_group(f"saveexport-{spec.id}")) for spec in specs],
@@ -110,6 +109,14 @@ def _engine_id(config: pytest.Config, spec) -> str:
         except SaveexportError:
             cache[spec.raw] = spec.id
     return cache[spec.raw]
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup`: each engine's tests in one worker (xdist's grouping fails on pytest 9.2)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return scheduling.make_scheduler(config, log, [_engine_id(config, spec) for spec in config.stash[ENGINE_SPECS]])
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -7,6 +7,8 @@ with `dpkg-deb -x` into the cache. Its dockerd runs on the host with the host's 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -66,6 +68,16 @@ def _apt(root: Path, mirror: str, log: Path) -> list[str]:
     return options
 
 
+@contextlib.contextmanager
+def cache_lock(directory: Path):
+    """One writer at a time in a cache directory (xdist workers, or two runs on one machine); the
+    others wait, then find what it made."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _download(package: str, suite: str, downloads: Path, root: Path, mirror: str) -> Path:
     """`apt-get download PACKAGE/SUITE` into `downloads` (once): the newest .deb there."""
     found = sorted(downloads.glob(f"{package}_*.deb"))
@@ -97,8 +109,14 @@ def fetch_suite(suite: str, root: Path | None = None, mirror: str = MIRROR) -> B
         raise UsageError(f"unknown Debian suite {suite!r}; known: {', '.join(SUITES)}")
     root = root or cache_root()
     done = root / f"debian-{suite}" / "build.json"
-    if done.exists():
-        return Build(**json.loads(done.read_text()))
+    if not done.exists():
+        with cache_lock(root):
+            if not done.exists():
+                _unpack_suite(suite, root, mirror, done)
+    return Build(**json.loads(done.read_text()))
+
+
+def _unpack_suite(suite: str, root: Path, mirror: str, done: Path) -> None:
     unpacked, version = _download_and_unpack("docker.io", suite, root / f"debian-{suite}", root, mirror)
     dockerd = unpacked / "usr" / "sbin" / "dockerd"
     if not dockerd.exists():
@@ -106,13 +124,13 @@ def fetch_suite(suite: str, root: Path | None = None, mirror: str = MIRROR) -> B
     build = Build(version=version.split("+")[0].split("-")[0], dockerd=str(dockerd),
                   source=f"debian {suite} docker.io {version}")
     done.write_text(json.dumps(build.to_dict()))
-    return build
 
 
 def fetch_deb(package: str, suite: str, root: Path | None = None, mirror: str = MIRROR) -> Path:
     """One .deb from a Debian suite (downloaded once into the cache), to install into a container offline."""
     root = root or cache_root()
-    return _download(package, suite, root / f"debs-{suite}", root, mirror)
+    with cache_lock(root):
+        return _download(package, suite, root / f"debs-{suite}", root, mirror)
 
 
 COMPOSE_SUITE = "trixie"  # the first suite whose docker-compose is v2 (2.26.1); bookworm's is v1
@@ -124,9 +142,12 @@ def fetch_compose(root: Path | None = None, mirror: str = MIRROR) -> Path:
     target = root / f"compose-{COMPOSE_SUITE}"
     binary = target / "root" / "usr" / "libexec" / "docker" / "cli-plugins" / "docker-compose"
     if not binary.exists():
-        _, version = _download_and_unpack("docker-compose", COMPOSE_SUITE, target, root, mirror)
-        if not binary.exists():
-            raise UsageError(f"docker-compose {version} from {COMPOSE_SUITE} holds no Compose v2 plugin binary")
+        with cache_lock(root):
+            if not binary.exists():
+                _, version = _download_and_unpack("docker-compose", COMPOSE_SUITE, target, root, mirror)
+                if not binary.exists():
+                    raise UsageError(f"docker-compose {version} from {COMPOSE_SUITE} holds no Compose v2 plugin "
+                                     f"binary")
     return binary
 
 

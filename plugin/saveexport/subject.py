@@ -25,6 +25,7 @@ import docker.errors
 from .engines import Engine
 from .errors import SubjectUnavailable
 from .operations import build_labelled_copy
+from .provision import cache_lock
 from .isolation import CACHE_PREFIX, CREATOR, LABEL_CACHE, LABEL_CREATOR, RunScope
 
 log = logging.getLogger(__name__)
@@ -160,18 +161,26 @@ def build_standin(engine: Engine, ref: str, standin: str, *, cache_dir: Path, su
     cache_ref = f"{CACHE_PREFIX}{repository_name(ref)}:{tag_of(ref)}-{recipe}"
     note = (f"stand-in for {ref} built offline from Debian {suite} packages "
             f"(plugin/saveexport/assets/{standin})")
+    cached = _image_id(engine, cache_ref)
+    if cached is None:
+        with cache_lock(cache_dir):  # engines side by side: one worker builds, the others wait and find it
+            cached = _image_id(engine, cache_ref)
+            if cached is None:
+                started = time.monotonic()
+                base_ref = ensure_base(engine, cache_dir=cache_dir, suite=suite, mirror=mirror)
+                with resources.as_file(resources.files("saveexport") / "assets" / standin) as context:
+                    image_id = _build(engine, str(context), cache_ref, {"BASE": base_ref}, recipe, cache_dir)
+                return SubjectImage(requested=ref, source_ref=cache_ref, obtained="built", image_id=image_id,
+                                    recipe=recipe, note=note, build_seconds=round(time.monotonic() - started, 1))
+    return SubjectImage(requested=ref, source_ref=cache_ref, obtained="cached-build", image_id=cached,
+                        recipe=recipe, note=note)
+
+
+def _image_id(engine: Engine, ref: str) -> str | None:
     try:
-        image = engine.client.images.get(cache_ref)
-        return SubjectImage(requested=ref, source_ref=cache_ref, obtained="cached-build", image_id=image.id,
-                            recipe=recipe, note=note)
+        return engine.client.images.get(ref).id
     except docker.errors.ImageNotFound:
-        pass
-    started = time.monotonic()
-    base_ref = ensure_base(engine, cache_dir=cache_dir, suite=suite, mirror=mirror)
-    with resources.as_file(resources.files("saveexport") / "assets" / standin) as context:
-        image_id = _build(engine, str(context), cache_ref, {"BASE": base_ref}, recipe, cache_dir)
-    return SubjectImage(requested=ref, source_ref=cache_ref, obtained="built", image_id=image_id, recipe=recipe,
-                        note=note, build_seconds=round(time.monotonic() - started, 1))
+        return None
 
 
 def ensure_base(engine: Engine, *, cache_dir: Path, suite: str, mirror: str) -> str:
