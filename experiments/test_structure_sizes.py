@@ -1,11 +1,12 @@
-"""Sizes and structure of the two archives, and the flattened image against the export: claim C11."""
+"""Sizes and structure of the two archives, and the flattened image against the export: claim C11;
+and how a save archive's layers are stored, which decides whether C11 holds."""
 
 from __future__ import annotations
 
 import pytest
 
-from saveexport.archives import ROOTFS, compare, decompose, flatten, verify
-from saveexport.expectations import save_layout
+from saveexport.archives import ROOTFS, Archive, compare, decompose, flatten, verify
+from saveexport.expectations import built_layer_compression, save_layout
 
 pytestmark = pytest.mark.usefixtures("run_scope")
 
@@ -57,3 +58,40 @@ def test_sizes_structure_and_flatten_diff(engine_ops, subject_image, subject_con
     assert unexplained == 0, [d.to_dict() for d in diff.differences if d.cause == "unexplained"][:10]
     assert layout == save_layout(container_engine.facts)
     assert violations == [], "the engine's own save archive should verify against the image specs"
+
+
+HOW = {"present": "was already here", "pulled": "was pulled here", "built": "was built here",
+       "cached-build": "was built here earlier"}
+BUILT_LAYER = """FROM {base}
+RUN echo "a layer this engine built" > /etc/saveexport-built-layer
+"""
+
+
+@pytest.mark.claim("C11")
+def test_save_writes_each_layer_as_the_store_holds_it(engine_ops, subject_image, save_archive, run_scope, archive_dir,
+                                                     claim_evidence, container_engine):
+    """One engine, one archive, two kinds of layer: what a parser of save archives must expect."""
+    built = engine_ops.build(BUILT_LAYER.format(base=subject_image.run_ref), run_scope.ref("built-layer"))
+    assert built.ok, built.message
+    path = archive_dir / "built-layer-save.tar"
+    saved = engine_ops.save(built.result["ref"], path)
+    assert saved.ok, saved.message
+    image = Archive(path).images[0]
+    base, new = image.layers[:-1], image.layers[-1]
+    subject_layers = save_archive.analysis.images[0].layers
+    arrived_by_load = "streamed from" in subject_image.note
+    claim_evidence.observe("layer-compression", subject_obtained=subject_image.obtained,
+                           subject_arrived_by_load=arrived_by_load,
+                           subject_layers=sorted({layer.compression for layer in subject_layers}),
+                           built_layer=new.compression, built_layer_bytes=new.size,
+                           built_layer_uncompressed_bytes=new.uncompressed_size, save=saved)
+    compressed = [layer for layer in subject_layers if layer.compression != "none"]
+    claim_evidence.verdict(
+        "C11", "confirmed" if not compressed else "refuted",
+        f"the subject's layers are saved {'compressed' if compressed else 'uncompressed'} "
+        f"({', '.join(sorted({layer.compression for layer in subject_layers}))}; the image "
+        f"{'arrived by load' if arrived_by_load else HOW.get(subject_image.obtained, subject_image.obtained)}); "
+        f"a layer built here is saved {new.compression}")
+    assert new.compression == built_layer_compression(container_engine.facts)
+    # the layers it shares with the subject are the same blobs, written the same way
+    assert [layer.compression for layer in base] == [layer.compression for layer in subject_layers]

@@ -106,6 +106,8 @@ def test_evidence_becomes_a_versioned_json_and_markdown_report(pytester):
     assert document["observations"][0]["data"] == {"value": 1, "nested": {"a": [1, 2]}}
     markdown = (report_dir / "saveexport-report.md").read_text()
     assert "| C9 " in markdown and "**confirmed**" in markdown and "**refuted**" in markdown
+    page = (report_dir / "saveexport-report.html").read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page and "<strong>confirmed</strong>" in page
 
 
 def test_the_report_re_renders_from_json_alone(pytester, capsys):
@@ -115,6 +117,23 @@ def test_the_report_re_renders_from_json_alone(pytester, capsys):
     rendered = pytester.path / "again.md"
     assert cli.main(["report", str(report_dir / "saveexport-evidence.json"), "-o", str(rendered)]) == 0
     assert rendered.read_text() == (report_dir / "saveexport-report.md").read_text()
+    page = pytester.path / "again.html"
+    assert cli.main(["report", str(report_dir / "saveexport-evidence.json"), "-o", str(page)]) == 0
+    assert page.read_text() == (report_dir / "saveexport-report.html").read_text()
+
+
+def test_the_html_page_carries_its_pictures_inside(tmp_path):
+    from saveexport import report
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=(1, 1))
+    figure.savefig(tmp_path / "p.png")
+    plt.close(figure)
+    text = "# A report\n\n| a | b |\n|---|---|\n| `x<y` | 2 |\n\n![layers](p.png)\n\n![gone](missing.png)\n"
+    page = report.render_html(text, tmp_path)
+    assert "<title>A report</title>" in page and "<td><code>x&lt;y</code></td>" in page
+    assert 'src="data:image/png;base64,iVBOR' in page and 'src="p.png"' not in page
+    assert 'src="missing.png"' in page  # a picture that is not there stays a link, never an error
 
 
 def test_report_of_a_file_that_is_not_evidence_is_one_line(tmp_path, capsys):

@@ -2,7 +2,8 @@
 
 Compared per engine (the label names the version and image store): claim verdicts, each cross-load
 cell (succeeds or not, exception type, the daemon's words with ids and paths left out, whether the
-result runs), the save layout and its layers' compression, and which archive is smaller. Ids, times,
+result runs), the save layout and its layers' compression (also of a layer the engine built), and
+which archive is smaller. Ids, times,
 temporary paths and timings always vary and are never compared.
 """
 
@@ -32,6 +33,8 @@ def behaviour(document: dict[str, Any]) -> dict[str, dict[str, str]]:
     for o in observations(document, "save-structure"):
         compression = "/".join(sorted({layer["compression"] for layer in o["data"]["layers"]}))
         out.setdefault(o.get("engine"), {})["save layout"] = f"{o['data']['layout']}, layers {compression}"
+    for o in observations(document, "layer-compression"):
+        out.setdefault(o.get("engine"), {})["a layer built here is saved"] = o["data"]["built_layer"]
     for o in observations(document, "sizes"):
         smaller = "save" if o["data"]["save_bytes"] < o["data"]["export_bytes"] else "export"
         out.setdefault(o.get("engine"), {})["smaller archive"] = smaller

@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     ext.add_argument("target", type=Path)
     ext.add_argument("--image", type=int, default=1, help="which image of a save archive (1-based, default 1)")
 
-    rep = sub.add_parser("report", help="re-render the Markdown report from an evidence JSON file")
+    rep = sub.add_parser("report", help="re-render the report from an evidence JSON file")
     rep.add_argument("evidence", type=Path, help="saveexport-evidence.json")
-    rep.add_argument("-o", "--output", type=Path, help="where to write the Markdown (default: stdout)")
+    rep.add_argument("-o", "--output", type=Path, help="where to write it (default: Markdown on stdout); a name "
+                                                        "ending in .html gets one self-contained page")
 
     gc = sub.add_parser("gc", help="remove what interrupted runs left on an engine (never anything else)")
     gc.add_argument("--docker-host", help="engine endpoint (default: DOCKER_HOST or the local socket)")
@@ -120,8 +121,9 @@ def _report(args) -> int:
     document = report_module.load(args.evidence)
     text = report_module.render_markdown(document)
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
         plots = report_module.draw_plots(document, args.output.parent)
+        page = args.output.suffix.lower() in (".html", ".htm")
+        args.output.write_text(report_module.render_html(text, args.output.parent) if page else text, encoding="utf-8")
         print(f"saveexport: wrote {args.output}" + "".join(f" and {p}" for p in plots))
     else:
         sys.stdout.write(text)

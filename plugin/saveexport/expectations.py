@@ -42,3 +42,11 @@ def save_by_repository_name_ok(facts: EngineFacts) -> bool:
 def import_keeps_tag(facts: EngineFacts) -> bool:
     """Podman's compat import takes the repository but not the tag: `import x.tar name:v1` gives name:latest."""
     return facts.kind != "podman"
+
+
+def built_layer_compression(facts: EngineFacts) -> str:
+    """How `save` writes a layer the engine built itself. The containerd store keeps layers as blobs in its
+    content store and saves them as they are: gzip after a build (or a pull). Graphdrivers and Podman
+    keep unpacked layers and write each as a plain tar. (A layer that arrived by `load` keeps the
+    compression it had in the loaded archive: measured on 28.5.2 with the containerd store.)"""
+    return "gzip" if facts.kind == "docker" and facts.image_store == "containerd" else "none"

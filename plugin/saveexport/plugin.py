@@ -213,4 +213,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"saveexport: {config.stash[REPORT_ERROR]}", red=True)
     paths = config.stash.get(REPORT_PATHS, [])
     if paths:
-        terminalreporter.write_line(f"saveexport report: {paths[0]} (evidence: {paths[1]})")
+        terminalreporter.write_line(f"saveexport report: {paths[0]} (evidence: {paths[1]}; one page: {paths[2]})")

@@ -1,7 +1,10 @@
-"""The evidence report: Markdown (tabulate, pipe format) and JSON, rendered from the document alone."""
+"""The evidence report: Markdown (tabulate, pipe format), the same as one self-contained HTML page, and
+JSON, all rendered from the document alone."""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import re
@@ -9,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import markdown
 from tabulate import tabulate
 
 from .archives.plot import draw_layers
@@ -16,18 +20,44 @@ from .errors import ArchiveError
 
 MARKDOWN_NAME = "saveexport-report.md"
 JSON_NAME = "saveexport-evidence.json"
+HTML_NAME = "saveexport-report.html"
 PLOT_NAME = "saveexport-layers.png"
 
 
 def write(document: dict[str, Any], directory: Path) -> list[Path]:
-    """Write both files atomically (a half-written report is worse than none)."""
+    """Write every file atomically (a half-written report is worse than none): Markdown, evidence, HTML."""
     directory.mkdir(parents=True, exist_ok=True)
     json_path = directory / JSON_NAME
     md_path = directory / MARKDOWN_NAME
+    html_path = directory / HTML_NAME
     _atomic_write(json_path, json.dumps(document, indent=1, sort_keys=False, ensure_ascii=False) + "\n")
-    _atomic_write(md_path, render_markdown(document))
+    text = render_markdown(document)
+    _atomic_write(md_path, text)
     draw_plots(document, directory)
-    return [md_path, json_path]
+    _atomic_write(html_path, render_html(text, directory))
+    return [md_path, json_path, html_path]
+
+
+STYLE = ("body{font:15px/1.45 system-ui,sans-serif;max-width:78rem;margin:2rem auto;padding:0 1rem;color:#222}"
+         "table{border-collapse:collapse;margin:.6rem 0;font-size:13px}th,td{border:1px solid #ccc;"
+         "padding:.25rem .45rem;vertical-align:top;text-align:left}th{background:#f3f3f3}"
+         "code{background:#f6f6f6;padding:0 .2rem;font-size:12px}img{max-width:100%}")
+
+
+def render_html(markdown_text: str, directory: Path) -> str:
+    """The Markdown report as one page with its pictures inlined, to attach to a ticket or publish as is."""
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"], output_format="html")
+
+    def inline(match: re.Match) -> str:
+        picture = directory / match.group(1)
+        if not picture.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(picture.read_bytes()).decode()}"'
+
+    body = re.sub(r'src="([^"/]+\.png)"', inline, body)
+    title = html.escape(markdown_text.splitlines()[0].lstrip("# ") if markdown_text else "saveexport report")
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
 def draw_plots(document: dict[str, Any], directory: Path) -> list[Path]:
@@ -187,6 +217,9 @@ def changes_between(document: dict[str, Any]) -> list[str]:
         for o in observations(document, "save-structure")}
     if len(set(layouts.values())) > 1:
         lines.append("save archive layout: " + "; ".join(f"{e}: {v}" for e, v in layouts.items()))
+    built = {o.get("engine"): o["data"]["built_layer"] for o in observations(document, "layer-compression")}
+    if len(set(built.values())) > 1:
+        lines.append("a layer the engine built is saved: " + "; ".join(f"{e}: {v}" for e, v in built.items()))
     sizes = {o.get("engine"): o["data"]["save_bytes"] < o["data"]["export_bytes"] for o in observations(document, "sizes")}
     if len(set(sizes.values())) > 1:
         lines.append("the save archive is smaller than the export on: " + ", ".join(e for e, s in sizes.items() if s))
@@ -269,7 +302,8 @@ def _run_cell(run: dict[str, Any]) -> str:
 
 def _sizes(document: dict[str, Any], add) -> None:
     engines = list(dict.fromkeys(o.get("engine") for o in observations(document, "sizes") +
-                                 observations(document, "save-structure") + observations(document, "decomposition")))
+                                 observations(document, "save-structure") + observations(document, "decomposition") +
+                                 observations(document, "layer-compression")))
     if not engines:
         return
     add("## Sizes and structure (C11)\n")
@@ -285,6 +319,12 @@ def _sizes_of(document: dict[str, Any], add, engine: str | None, plot: bool) -> 
 
     sizes, structure, decomposition, flatten_diff = (mine("sizes"), mine("save-structure"), mine("decomposition"),
                                                      mine("flatten-diff"))
+    for o in mine("layer-compression"):
+        d = o["data"]
+        came = "arrived by load" if d["subject_arrived_by_load"] else f"was obtained here: {d['subject_obtained']}"
+        add(f"Layer compression in save archives: the subject's layers (it {came}) are written "
+            f"**{'/'.join(d['subject_layers'])}**; a layer this engine built is written **{d['built_layer']}** "
+            f"({d['built_layer_bytes']:,} B for {d['built_layer_uncompressed_bytes']:,} B of tar).\n")
     for o in sizes:
         d = o["data"]
         add(_table([["save archive", _mb(d["save_bytes"])], ["export archive", _mb(d["export_bytes"])],
@@ -444,7 +484,7 @@ def _use_cases(document: dict[str, Any], add) -> None:
 
 def _generic(document: dict[str, Any], add) -> None:
     shown = {"cross-load", "sizes", "save-structure", "decomposition", "flatten-diff", "import-loses",
-             "import-repair", "airgap-compose", "base-image"}
+             "import-repair", "airgap-compose", "base-image", "layer-compression"}
     rest = [o for o in document.get("observations", []) if o.get("topic") not in shown]
     if not rest:
         return
