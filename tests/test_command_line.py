@@ -69,3 +69,17 @@ def test_inspect_diff_and_extract_from_the_command_line(tmp_path, capsys):
     assert "not a save archive" in capsys.readouterr().err
     assert cli.main(["extract", str(save), str(tmp_path / "root")]) == 0
     assert sorted(p.name for p in (tmp_path / "root").rglob("*")) == ["bin", "sh", "tmp"]
+
+
+def test_the_archive_commands_load_no_engine_client():
+    """`inspect`/`diff`/`extract` need no engine: they must not pay for docker-py, requests or Markdown."""
+    probe = ("import sys, saveexport.cli; heavy = sorted({'docker', 'requests', 'markdown', 'matplotlib', "
+             "'importlib.metadata'} & set(sys.modules)); print(heavy)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_version_names_the_package():
+    proc = subprocess.run([sys.executable, "-m", "saveexport.cli", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("saveexport ")

@@ -16,7 +16,7 @@ import pytest
 
 from saveexport.engines import Engine
 from saveexport.errors import EngineUnavailable
-from saveexport.isolation import LABEL_RUN, RunScope, Snapshot, full_id, short_tag
+from saveexport.isolation import LABEL_RUN, RunScope, Snapshot, engine_kept_images, full_id, short_tag
 
 ROOT = Path(__file__).resolve().parents[1]
 # Names the article's own commands would clobber: `docker import ... postgres:latest`, a container named postgres.
@@ -140,3 +140,14 @@ def test_ids_and_names_as_podman_reports_them_are_normalised():
     for spelled in ("localhost/saveexport-r1-x:1", "docker.io/library/saveexport-r1-x:1", "saveexport-r1-x:1"):
         assert short_tag(spelled) == "saveexport-r1-x:1" and scope.owns_tag(spelled)
     assert not scope.owns_tag("docker.io/library/postgres:9.6")
+
+
+def test_what_the_engine_kept_excludes_the_cache_and_what_was_there():
+    def snap(images):
+        return Snapshot(images=images, containers={}, volumes=frozenset(), networks=frozenset())
+
+    before = snap({"sha256:a": ("postgres:latest",)})
+    after = snap({"sha256:a": ("postgres:latest",), "sha256:c": ("saveexport-cache-postgres:9.6-x",),
+                  "sha256:d": (), "sha256:e": ("docker.io/library/saveexport-cache-mongo:3.4-y", "other:1")})
+    assert engine_kept_images(before, after) == {"sha256:d": [],
+                                                 "sha256:e": ["docker.io/library/saveexport-cache-mongo:3.4-y", "other:1"]}

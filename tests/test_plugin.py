@@ -179,3 +179,16 @@ def test_a_baseline_fails_the_run_when_behaviour_changed(pytester):
                                  "not four", f"--saveexport-baseline={first / 'saveexport-evidence.json'}")
     assert changed.ret == pytest.ExitCode.TESTS_FAILED
     changed.stdout.fnmatch_lines(["*CHANGED  engine: C10 verdict: was 'refuted', now 'confirmed'*"])
+
+
+@pytest.mark.parametrize("words, same_as", [
+    ("open /var/lib/docker/tmp/docker-import-123456789/bin/json: no such file",
+     "open /srv/x/tmp/docker-import-987654321/bin/json: no such file"),
+    ("oci: initializing source oci:/var/tmp/api_load.tar1242487690:: open index.json",
+     "oci: initializing source oci:/var/tmp/api_load.tar2194338778:: open index.json"),
+])
+def test_the_daemons_words_are_compared_without_what_always_varies(words, same_as):
+    from saveexport.report import _normalise_words
+
+    assert _normalise_words(words) == _normalise_words(same_as)
+    assert _normalise_words("No command specified") != _normalise_words("no command specified")

@@ -12,25 +12,32 @@ import re
 import sys
 from pathlib import Path
 
-from . import __version__
-from . import report as report_module
 from .archives import ROOTFS, Archive
 from .archives.extract import extract
 from .archives.plot import layers_png
 from .archives.summary import diff_archives, inspect_archive
-from .engines import Engine
 from .errors import ArchiveError, SaveexportError
-from .compose import find_compose
-from .provision import SUITES, fetch_suite, from_bundle
-from .report import render_diff, render_inspect
-from .isolation import CACHE_PREFIX, sweep
+
+# Engine, report and provisioning modules are imported by the subcommands that use them: `inspect`
+# on a large archive should not pay for docker-py, requests and Markdown first.
 
 RUN_TAG = re.compile(r"^saveexport-[0-9a-f]{8}-")
 
 
+class _Version(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+
+        print(f"saveexport {__version__}")
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="saveexport", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"saveexport {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
 
     ins = sub.add_parser("inspect", help="what an archive is: layout, images, layers, config, verification")
@@ -89,6 +96,8 @@ def _inspect(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
+        from .report import render_inspect
+
         print(render_inspect(summary))
         if args.plot and summary.get("images"):
             print(f"plot: {args.plot}")
@@ -104,7 +113,12 @@ def _diff(args) -> int:
     if not 1 <= args.image <= len(save.images):
         raise ArchiveError(f"{args.save} holds {len(save.images)} image(s); --image {args.image} is not one of them")
     summary = diff_archives(save, export, args.image - 1)
-    print(json.dumps(summary, indent=1) if args.json else render_diff(summary))
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        from .report import render_diff
+
+        print(render_diff(summary))
     return 0
 
 
@@ -118,6 +132,8 @@ def _extract(args) -> int:
 
 
 def _report(args) -> int:
+    from . import report as report_module
+
     document = report_module.load(args.evidence)
     text = report_module.render_markdown(document)
     if args.output:
@@ -131,6 +147,9 @@ def _report(args) -> int:
 
 
 def _gc(args) -> int:
+    from .engines import Engine
+    from .isolation import CACHE_PREFIX, sweep
+
     engine = Engine.connect(args.docker_host)
     problems = sweep(engine, run_id=None, owns_tag=lambda tag: bool(RUN_TAG.match(tag)))
     if args.cache:
@@ -145,6 +164,9 @@ def _gc(args) -> int:
 
 
 def _provision(args) -> int:
+    from .compose import find_compose
+    from .provision import SUITES, fetch_suite, from_bundle
+
     for source in args.sources:
         if source == "compose":
             compose = find_compose()
@@ -158,6 +180,8 @@ def _provision(args) -> int:
 
 
 def _engine(args) -> int:
+    from .engines import Engine
+
     engine = Engine.connect(args.docker_host)
     facts = engine.facts
     print(f"{facts.label}: {facts.kind} {facts.version}, API {facts.api_version}, storage {facts.storage_driver}, "

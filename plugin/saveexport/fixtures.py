@@ -35,7 +35,7 @@ from .daemons import PrivateDockerd
 from .engines import Engine, resolve_endpoint
 from .errors import SaveexportError
 from .evidence import Recorder, fact_record
-from .isolation import RunScope, Snapshot, disk_usage
+from .isolation import RunScope, Snapshot, disk_usage, engine_kept_images
 from .matrix import EngineSpec
 from .operations import Operations, Outcome
 from .settings import Settings
@@ -113,6 +113,7 @@ def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
     usage_after = disk_usage(container_engine)
     _fact(pytestconfig, "leaks", container_engine.facts.label, {
         "engine": container_engine.facts.label, "suite_leftovers": leftovers, "cleanup_problems": problems,
+        "engine_kept_images": engine_kept_images(before, Snapshot.take(container_engine)),
         "engine_usage_before": usage_before, "engine_usage_after": usage_after})
     if problems or leftovers:
         raise SaveexportError("cleanup left things behind: " + "; ".join(problems + [str(leftovers)]))

@@ -79,6 +79,19 @@ def full_id(image_id: str) -> str:
     return f"sha256:{image_id}" if re.fullmatch(r"[0-9a-f]{64}", image_id) else image_id
 
 
+def engine_kept_images(before: Snapshot, after: Snapshot) -> dict[str, list[str]]:
+    """Images that appeared during the run and survived its cleanup, other than the plugin's cache
+    (saveexport-cache-*, which seeds private engines): what the engine itself kept (id → tags)."""
+    kept = {}
+    for image_id, tags in after.images.items():
+        if image_id in before.images:
+            continue
+        if tags and all(short_tag(tag).startswith(CACHE_PREFIX) for tag in tags):
+            continue
+        kept[image_id] = list(tags)
+    return kept
+
+
 def disk_usage(engine: Engine) -> dict[str, int]:
     """What the engine says it holds (docker system df): to tell what it keeps after everything is removed."""
     try:

@@ -188,6 +188,7 @@ def _normalise_words(text: str | None) -> str:
     value = re.sub(r"saveexport-[0-9a-f]{8}-", "saveexport-…-", value)
     value = re.sub(r"docker-import-\d+", "docker-import-…", value)
     value = re.sub(r"/[\w./-]*/tmp/", "…/tmp/", value)
+    value = re.sub(r"\d{6,}", "…", value)  # temporary names such as Podman's api_load.tar1242487690
     return value
 
 
@@ -248,18 +249,23 @@ def _leaks(document: dict[str, Any], add) -> None:
     if not leaks:
         return
     add("## What stayed behind\n")
-    add("After each engine's run and cleanup: what the suite failed to remove (must be nothing), and what "
-        "the engine holds compared with before the run (`docker system df`). On a private engine, which "
-        "starts empty, this includes the subject images streamed in for the run and kept as its cache "
-        "(saveexport-cache-*); not every image counted there is therefore left by the engine itself.\n")
+    add("After each engine's run and cleanup: what the suite failed to remove (must be nothing); images "
+        "that appeared during the run and that the engine kept although nothing of the run names them any "
+        "more (the plugin's own cache, saveexport-cache-*, which seeds a private engine, is not counted); "
+        "and what the engine holds compared with before the run (`docker system df`, which on a private "
+        "engine includes that cache).\n")
     rows = []
     for leak in leaks:
         before, after = leak.get("engine_usage_before") or {}, leak.get("engine_usage_after") or {}
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        kept = leak.get("engine_kept_images")
         rows.append([leak["engine"], "nothing" if not leak["suite_leftovers"] and not leak["cleanup_problems"]
                      else _cell(f"{leak['suite_leftovers']} {leak['cleanup_problems']}", 200),
+                     "not recorded" if kept is None else _cell("; ".join(
+                         f"{i.removeprefix('sha256:')[:12]} {', '.join(t) or '(untagged)'}" for i, t in kept.items())
+                         or "nothing", 300),
                      ", ".join(f"{k} {v:+,}" for k, v in delta.items() if v) or "nothing"])
-    add(_table(rows, ["engine", "left by the suite", "kept by the engine (after − before)"]))
+    add(_table(rows, ["engine", "left by the suite", "images the engine kept", "engine usage, after − before"]))
     add("")
 
 
