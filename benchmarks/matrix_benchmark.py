@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ENGINES = ["default", "docker:trixie", "docker:sid", "docker:sid+containerd", "podman"]
-SUMMARY = re.compile(r"=+ (.*) in [\d.]+s")
+ENGINES = ["docker:sid+containerd", "default", "docker:trixie", "docker:sid", "podman"]  # as tox -e matrix
+SUMMARY = re.compile(r"^=*\s*(\d+ \w+.*?) in [\d.]+s", re.MULTILINE)
 
 
 def run(engines: list[str], workers: int, report_dir: Path) -> dict:
@@ -37,7 +37,7 @@ def run(engines: list[str], workers: int, report_dir: Path) -> dict:
     seconds = time.monotonic() - started
     found = SUMMARY.findall(proc.stdout)
     return {"engines": engines, "workers": workers, "seconds": round(seconds, 1), "exit_status": proc.returncode,
-            "outcome": found[-1] if found else proc.stdout.strip().splitlines()[-1:]}
+            "outcome": found[-1] if found else (proc.stdout.strip().splitlines() or ["no output"])[-1]}
 
 
 def machine() -> dict:
