@@ -72,6 +72,15 @@ def test_with_loadgroup_each_engine_runs_in_one_worker(pytester, fake_dockerd):
     assert all(len(used) == 1 for used in workers.values()), workers
 
 
+def test_a_private_engine_in_several_workers_is_a_usage_error(pytester, fake_dockerd):
+    pytest.importorskip("xdist")
+    pytester.makepyfile("def test_x(saveexport_engine_spec):\n    pass\n")
+    result = pytester.runpytest_subprocess("-n", "2", f"--saveexport-engine=dockerd:{fake_dockerd}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--dist load would run docker-99.1.0-overlay2 in several xdist workers*"
+                                 "--dist loadgroup*"])
+
+
 @pytest.mark.parametrize("nodeid, scope", [
     ("e/test_a.py::test_x[docker-26.1.5-overlay2]", "saveexport-docker-26.1.5-overlay2"),
     ("e/test_a.py::test_x[save-load-docker-28.5.2-containerd]", "saveexport-docker-28.5.2-containerd"),

@@ -57,6 +57,13 @@ def pytest_configure(config: pytest.Config) -> None:
     ids = [spec.id for spec in config.stash[ENGINE_SPECS]]
     if len(set(ids)) != len(ids):
         raise pytest.UsageError(f"--saveexport-engine names the same engine twice: {', '.join(ids)}")
+    private = [spec.id for spec in config.stash[ENGINE_SPECS] if spec.private]
+    dist = getattr(config.option, "dist", "no")
+    if private and _is_controller(config) and getattr(config.option, "numprocesses", None) and \
+            dist not in ("no", "loadgroup"):
+        # two workers would each start the same private engine, and each start stops the other's daemon
+        raise pytest.UsageError(f"--dist {dist} would run {', '.join(private)} in several xdist workers at "
+                                f"once; use -n N --dist loadgroup (each engine's tests then run in one worker)")
     # One run id for the whole run; each xdist worker adds its own name to it, so that one worker's
     # cleanup never removes what another, still running, made on a shared engine.
     workerinput = getattr(config, "workerinput", None)
