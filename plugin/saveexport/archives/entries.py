@@ -12,6 +12,7 @@ TYPES = {
     tarfile.CHRTYPE: "char", tarfile.BLKTYPE: "block", tarfile.FIFOTYPE: "fifo",
 }
 
+REGULAR_TYPES = tarfile.REGULAR_TYPES  # TarInfo.isreg()
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
@@ -28,9 +29,15 @@ class Entry:
 
     @classmethod
     def from_tarinfo(cls, info: tarfile.TarInfo, path: str | None = None) -> Entry:
-        return cls(path=normalise(info.name) if path is None else path, type=TYPES.get(info.type, "other"), mode=info.mode & 0o7777,
-                   uid=info.uid, gid=info.gid, size=info.size if info.isreg() else 0,
-                   linkname=normalise(info.linkname) if info.islnk() else info.linkname)
+        return cls.from_fields(normalise(info.name) if path is None else path, info.type, info.mode, info.uid,
+                               info.gid, info.size, info.linkname)
+
+    @classmethod
+    def from_fields(cls, path: str, kind: bytes, mode: int, uid: int, gid: int, size: int, linkname: str) -> Entry:
+        """From a tar header's fields (`kind` is tarfile's type byte), whoever parsed them."""
+        return cls(path=path, type=TYPES.get(kind, "other"), mode=mode & 0o7777, uid=uid, gid=gid,
+                   size=size if kind in REGULAR_TYPES else 0,
+                   linkname=normalise(linkname) if kind == tarfile.LNKTYPE else linkname)
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -49,19 +49,33 @@ def flatten(image: Image) -> Flattened:
     files: dict[str, Entry] = {}
     origin: dict[str, int] = {}
     stats: list[LayerStats] = []
+    # Directory path -> paths ever seen directly under it (also directories that only exist as part of a
+    # longer path), so that a whiteout visits its own subtree rather than every file of the image.
+    children: dict[str, set[str]] = {}
+
+    def remember(path: str) -> None:
+        while path:
+            parent = posixpath.dirname(path)
+            known = children.setdefault(parent, set())
+            if path in known:
+                return
+            known.add(path)
+            path = parent
 
     def hide(path: str, below: int, subtree_only: bool = False) -> int:
         """Drop `path` (and what is under it) given by layers below `below`; count their bytes."""
-        removed = 0
-        prefix = path + "/" if path else ""
-        doomed = [p for p in files if (p.startswith(prefix) or (not subtree_only and p == path))
-                  and origin[p] < below and p != ""]
+        doomed = [] if subtree_only or path == "" or origin.get(path, below) >= below else [path]
+        stack = [path]
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                stack.append(child)
+                if origin.get(child, below) < below:
+                    doomed.append(child)
         for p in doomed:
             stats[origin[p]].shadowed_bytes += files[p].size
-            removed += 1
             del files[p]
             del origin[p]
-        return removed
+        return len(doomed)
 
     for index, layer in enumerate(image.layers):
         stat = LayerStats(member=layer.member, size=layer.size, compression=layer.compression)
@@ -89,6 +103,8 @@ def flatten(image: Image) -> Flattened:
                 stats[origin[entry.path]].shadowed_bytes += previous.size
                 if previous.type == "dir" and entry.type != "dir":
                     hide(entry.path, index + 1, subtree_only=True)
+            if previous is None:
+                remember(entry.path)
             files[entry.path] = entry
             origin[entry.path] = index
     return Flattened(files=files, layers=stats, origin=origin)

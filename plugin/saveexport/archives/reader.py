@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from ..errors import ArchiveError
+from . import ustar
 from .entries import Entry, normalise
 from .source import DEFAULT_LIMITS, HashingReader, Limits, PeekReader, bounded_tarinfo, compression_of, decompressed
 
@@ -128,6 +129,7 @@ class Archive:
                     # Random access: headers are read and data skipped by seeking; layers are hashed by a
                     # second thread (hashlib releases the GIL) while their headers are parsed.
                     raw.seek(0)
+                    self._fd = raw.fileno()  # layers' headers are read in place (ustar.Headers)
                     tar = tarfile.open(fileobj=raw, mode="r:", tarinfo=tarinfo)
                 else:
                     tar = tarfile.open(fileobj=decompressed(peek, self.outer_compression), mode="r|",
@@ -196,17 +198,14 @@ class Archive:
         stored = info.size
         digest = self._hasher.submit(_hash_region, self.path, info.offset_data, stored if self.hash_layers else -1)
         what = f"layer {name} of {self.path}"
-        entries: list[Entry] = []
+        counted = self._entry_count
         try:
-            with tarfile.open(fileobj=handle, mode="r:", tarinfo=bounded_tarinfo(self.limits)) as tar:
-                while (member := tar.next()) is not None:
-                    self._count(f"in {name}")
-                    end = member.offset_data + (-(-member.size // 512) * 512 if member.isreg() else 0)
-                    if end > stored:
-                        raise ArchiveError(f"{what} is truncated: {member.name!r} ends at byte {end:,} of {stored:,}")
-                    entries.append(Entry.from_tarinfo(member, self._checked(member.name)))
-                    tar.members.clear()
-                _check_end(what, stored, tar.offset, handle)
+            try:
+                entries, end = self._ustar_entries(info.offset_data, stored, name, what)
+            except ustar.Unusual:  # extended headers or odd input: tarfile reads the layer again and judges
+                self._entry_count = counted
+                entries, end = self._tarfile_entries(handle, stored, name, what)
+            _check_end(what, stored, end, handle)
         except ArchiveError:
             digest.cancel()
             raise
@@ -217,6 +216,28 @@ class Archive:
                       uncompressed_size=stored, entries=entries)
         self._pending.append((layer, digest))
         return layer
+
+    def _ustar_entries(self, base: int, stored: int, name: str, what: str) -> tuple[list[Entry], int]:
+        entries: list[Entry] = []
+        walk = ustar.Headers(self._fd, base, stored)
+        for header in walk:
+            self._count(f"in {name}")
+            _check_inside(what, header.name, header.offset_data, header.size if header.type in ustar.REGULAR else 0,
+                          stored)
+            entries.append(Entry.from_fields(self._checked(header.name), header.type, header.mode, header.uid,
+                                             header.gid, header.size, header.linkname))
+        return entries, walk.end
+
+    def _tarfile_entries(self, handle: IO[bytes], stored: int, name: str, what: str) -> tuple[list[Entry], int]:
+        entries: list[Entry] = []
+        handle.seek(0)
+        with tarfile.open(fileobj=handle, mode="r:", tarinfo=bounded_tarinfo(self.limits)) as tar:
+            while (member := tar.next()) is not None:
+                self._count(f"in {name}")
+                _check_inside(what, member.name, member.offset_data, member.size if member.isreg() else 0, stored)
+                entries.append(Entry.from_tarinfo(member, self._checked(member.name)))
+                tar.members.clear()
+            return entries, tar.offset
 
     def _layer(self, name: str, handle: PeekReader, stored: int) -> Layer:
         stored_hash = HashingReader(handle)
@@ -235,9 +256,7 @@ class Archive:
                 while (info := tar.next()) is not None:
                     self._count(f"in {name}")
                     if compression == "none":
-                        end = info.offset_data + (-(-info.size // 512) * 512 if info.isreg() else 0)
-                        if end > stored:
-                            raise ArchiveError(f"{what} is truncated: {info.name!r} ends at byte {end:,} of {stored:,}")
+                        _check_inside(what, info.name, info.offset_data, info.size if info.isreg() else 0, stored)
                     entries.append(Entry.from_tarinfo(info, self._checked(info.name)))
                     tar.members.clear()
                 parsed_to = tar.offset
@@ -343,6 +362,12 @@ class Archive:
                       repo_tags=[tag] if tag else [],
                       layers=[self.layer(blob_path(d)) for d in layers if self.read_layers],
                       media_types=[str(_as_dict(d).get("mediaType", "")) for d in layers])]
+
+
+def _check_inside(what: str, member: str, offset_data: int, data_size: int, stored: int) -> None:
+    end = offset_data + -(-data_size // 512) * 512
+    if end > stored:
+        raise ArchiveError(f"{what} is truncated: {member!r} ends at byte {end:,} of {stored:,}")
 
 
 def _check_end(what: str, size: int, offset: int, handle: IO[bytes] | None) -> None:
