@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -15,8 +17,10 @@ import docker.errors
 import pytest
 
 from saveexport.engines import Engine
+from saveexport.operations import Operations
 from saveexport.errors import EngineUnavailable
-from saveexport.isolation import LABEL_RUN, RunScope, Snapshot, engine_kept_images, full_id, short_tag
+from saveexport.isolation import (LABEL_RUN, RunScope, Snapshot, describe_images, engine_kept_images, full_id,
+                                  short_tag)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Names the article's own commands would clobber: `docker import ... postgres:latest`, a container named postgres.
@@ -151,3 +155,42 @@ def test_what_the_engine_kept_excludes_the_cache_and_what_was_there():
                   "sha256:d": (), "sha256:e": ("docker.io/library/saveexport-cache-mongo:3.4-y", "other:1")})
     assert engine_kept_images(before, after) == {"sha256:d": [],
                                                  "sha256:e": ["docker.io/library/saveexport-cache-mongo:3.4-y", "other:1"]}
+
+
+def test_an_image_the_engine_kept_is_described_for_the_report(engine):
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"hello\n"))
+    answer = engine.api.import_image_from_data(layer.getvalue(), changes=[f"LABEL {LABEL_RUN}=describe-test"])
+    image_id = json.loads(answer.strip().splitlines()[-1])["status"]
+    try:
+        described = describe_images(engine, [image_id, "sha256:" + "0" * 64])
+    finally:
+        engine.api.remove_image(image_id, force=True)
+    kept = described[image_id]
+    assert kept["layers"] == 1 and kept["labels"] == {LABEL_RUN: "describe-test"}
+    assert kept["created"] and kept["bytes"] > 0
+    assert "error" in described["sha256:" + "0" * 64]  # gone already: said, not raised
+
+
+def test_images_made_by_build_steps_are_the_runs_and_go_with_it(engine, warm_cache):
+    """The classic builder commits an image per step; the containerd store keeps them apart from the
+    final image, so a run must know and remove them all, but never the FROM image."""
+    base = next(i for i in engine.api.images() if any(t.startswith("saveexport-cache-debian:")
+                                                       for t in i["RepoTags"] or []))
+    scope = RunScope(run_id=f"steps{os.getpid()}")
+    before = Snapshot.take(engine)
+    ops = Operations(engine, scope)
+    outcome = ops.build(f"FROM {base['Id']}\nLABEL one=1\nLABEL two=2\n", scope.ref("steps"))
+    try:
+        assert outcome.ok, outcome
+        made = set(scope.images)
+        assert base["Id"] not in made and full_id(outcome.result["image_id"]) in made
+        assert len(made) >= 2, made  # the final image and at least the step before it
+    finally:
+        problems = scope.cleanup(engine, protected=before)
+    assert problems == [] and scope.remaining(engine, protected=before) == {}
+    assert not made & {i["Id"] for i in engine.api.images(all=True)}
+    assert base["Id"] in {i["Id"] for i in engine.api.images(all=True)}

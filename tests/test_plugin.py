@@ -192,3 +192,18 @@ def test_the_daemons_words_are_compared_without_what_always_varies(words, same_a
 
     assert _normalise_words(words) == _normalise_words(same_as)
     assert _normalise_words("No command specified") != _normalise_words("no command specified")
+
+
+def test_the_report_says_what_an_image_the_engine_kept_is():
+    from saveexport.report import _leaks
+
+    out: list[str] = []
+    _leaks({"leaks": [{"engine": "docker-28.5.2-containerd", "suite_leftovers": {}, "cleanup_problems": [],
+                       "engine_kept_images": {"sha256:19b904a7f6ac00": [], "sha256:1bd001b9c00b00": []},
+                       "engine_kept_details": {"sha256:19b904a7f6ac00": {
+                           "created": "2026-11-28T01:02:03.456Z", "bytes": 10, "layers": 13,
+                           "made_by": "/bin/sh -c #(nop)  LABEL x=1", "labels": {"io.saveexport.run": "r1"}},
+                           "sha256:1bd001b9c00b00": {"error": "No such image"}}}]}, out.append)
+    row = next(line for line in out if "docker-28.5.2-containerd" in line)
+    assert "19b904a7f6ac (untagged) (13 layers, made by `/bin/sh -c #(nop) LABEL x=1`, created 2026-11-28T01:02:03" in row
+    assert "labels io.saveexport.run=r1" in row and "1bd001b9c00b (untagged) (No such image)" in row

@@ -35,7 +35,7 @@ from .daemons import PrivateDockerd
 from .engines import Engine, resolve_endpoint
 from .errors import SaveexportError
 from .evidence import Recorder, fact_record
-from .isolation import RunScope, Snapshot, disk_usage, engine_kept_images
+from .isolation import RunScope, Snapshot, describe_images, disk_usage, engine_kept_images
 from .matrix import EngineSpec
 from .operations import Operations, Outcome
 from .settings import Settings
@@ -111,9 +111,10 @@ def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
     # What the suite failed to remove (must be nothing) vs what the engine itself keeps after removal.
     leftovers = scope.remaining(container_engine, protected=before)
     usage_after = disk_usage(container_engine)
+    kept = engine_kept_images(before, Snapshot.take(container_engine))
     _fact(pytestconfig, "leaks", container_engine.facts.label, {
         "engine": container_engine.facts.label, "suite_leftovers": leftovers, "cleanup_problems": problems,
-        "engine_kept_images": engine_kept_images(before, Snapshot.take(container_engine)),
+        "engine_kept_images": kept, "engine_kept_details": describe_images(container_engine, kept),
         "engine_usage_before": usage_before, "engine_usage_after": usage_after})
     if problems or leftovers:
         raise SaveexportError("cleanup left things behind: " + "; ".join(problems + [str(leftovers)]))

@@ -92,6 +92,26 @@ def engine_kept_images(before: Snapshot, after: Snapshot) -> dict[str, list[str]
     return kept
 
 
+def describe_images(engine: Engine, image_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Where an image the engine kept came from (how it was made, when, our labels), for the report."""
+    out: dict[str, dict[str, Any]] = {}
+    for image_id in image_ids:
+        try:
+            info = engine.api.inspect_image(image_id)
+            history = engine.api.history(image_id) or [{}]
+        except docker.errors.APIError as exc:
+            out[image_id] = {"error": str(exc.explanation or exc)}
+            continue
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        out[image_id] = {
+            "created": info.get("Created"), "bytes": info.get("Size"),
+            "layers": len((info.get("RootFS") or {}).get("Layers") or []),
+            "made_by": (history[0].get("CreatedBy") or history[0].get("Comment") or "")[:200],
+            "labels": {k: v for k, v in labels.items() if k.startswith("io.saveexport.")},
+        }
+    return out
+
+
 def disk_usage(engine: Engine) -> dict[str, int]:
     """What the engine says it holds (docker system df): to tell what it keeps after everything is removed."""
     try:

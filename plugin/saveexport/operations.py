@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tarfile
 import tempfile
 import time
@@ -21,6 +22,8 @@ import requests.exceptions
 
 from .engines import Engine
 from .isolation import RunScope, short_tag
+
+STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$", re.MULTILINE)  # the classic builder's step result
 
 CHUNK = 1 << 20
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -354,23 +357,42 @@ def build_labelled_copy(engine: Engine, source: str, ref: str, labels: dict[str,
 def build_dockerfile(engine: Engine, dockerfile: str, ref: str, labels: dict[str, str], scope: RunScope,
                      lines: list[str] | None = None) -> str:
     """`docker build -t REF -` of a Dockerfile without context; the image is on the run's ledger even when
-    the build fails half-way. Raises BuildError with the daemon's words."""
+    the build fails half-way, and so is every image a step of the build made. Raises BuildError with the
+    daemon's words."""
     image_id = None
+    steps: list[str] = []
+    existed = {image["Id"] for image in engine.api.images(all=True)}
     try:
         for chunk in engine.api.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, labels=labels,
                                       rm=True, forcerm=True, decode=True, pull=False):
             if "error" in chunk:
                 raise docker.errors.BuildError(chunk["error"].strip(), [])
-            text = (chunk.get("stream") or "").strip()
+            stream = chunk.get("stream") or ""
+            steps += STEP_IMAGE.findall(stream)
+            text = stream.strip()
             if text and lines is not None:
                 lines.append(text)
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
     finally:
         scope.track_image(image_id)
+        _track_step_images(engine, steps, existed, scope)
     image_id = image_id or engine.api.inspect_image(ref)["Id"]
     scope.track_image(image_id)
     return image_id
+
+
+def _track_step_images(engine: Engine, steps: list[str], existed: set[str], scope: RunScope) -> None:
+    """The classic builder commits an image per step. With overlay2 they are the final image's parents and
+    go with it; the containerd image store keeps them as untagged images of their own. A step that names
+    an image which existed before the build (the FROM image) is not ours and is never tracked."""
+    for step in steps:
+        try:
+            full = engine.api.inspect_image(step)["Id"]
+        except docker.errors.APIError:
+            continue
+        if full not in existed:
+            scope.track_image(full)
 
 
 def _write_stream(chunks: Iterable[bytes], path: Path) -> int:

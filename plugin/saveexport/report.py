@@ -259,14 +259,25 @@ def _leaks(document: dict[str, Any], add) -> None:
         before, after = leak.get("engine_usage_before") or {}, leak.get("engine_usage_after") or {}
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         kept = leak.get("engine_kept_images")
+        details = leak.get("engine_kept_details") or {}
         rows.append([leak["engine"], "nothing" if not leak["suite_leftovers"] and not leak["cleanup_problems"]
                      else _cell(f"{leak['suite_leftovers']} {leak['cleanup_problems']}", 200),
                      "not recorded" if kept is None else _cell("; ".join(
-                         f"{i.removeprefix('sha256:')[:12]} {', '.join(t) or '(untagged)'}" for i, t in kept.items())
-                         or "nothing", 300),
+                         f"{i.removeprefix('sha256:')[:12]} {', '.join(t) or '(untagged)'}{_kept_detail(details.get(i))}"
+                         for i, t in kept.items()) or "nothing", 600),
                      ", ".join(f"{k} {v:+,}" for k, v in delta.items() if v) or "nothing"])
     add(_table(rows, ["engine", "left by the suite", "images the engine kept", "engine usage, after − before"]))
     add("")
+
+
+def _kept_detail(detail: dict[str, Any] | None) -> str:
+    if not detail:
+        return ""
+    if "error" in detail:
+        return f" ({detail['error']})"
+    labels = ", ".join(f"{k}={v}" for k, v in detail.get("labels", {}).items())
+    return (f" ({detail.get('layers')} layers, made by `{detail.get('made_by') or '?'}`, created "
+            f"{str(detail.get('created'))[:19]}" + (f", labels {labels}" if labels else "") + ")")
 
 
 def _cross_load(document: dict[str, Any], add) -> None:
