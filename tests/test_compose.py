@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
+import subprocess
 
 import pytest
 
@@ -36,11 +36,19 @@ def test_a_v2_docker_compose_on_path_is_used(tmp_path, monkeypatch):
     assert found.argv == ("docker-compose",) and found.version == "2.29.7"
 
 
-def test_the_command_for_pytest_docker_names_the_engine_and_survives_the_shell():
-    compose = Compose(("/opt/my tools/docker-compose",), "2.26.1", "test")
+def test_the_command_for_pytest_docker_names_the_engine_and_survives_the_shell(tmp_path):
+    """Through a shell, as pytest-docker runs it: the engine is named, a pinned API version is not passed on."""
+    tools = tmp_path / "my tools"
+    tools.mkdir()
+    fake = tools / "docker-compose"
+    fake.write_text('#!/bin/sh\necho "host=$DOCKER_HOST api=${DOCKER_API_VERSION-unset} args=$*"\n')
+    fake.chmod(0o755)
+    compose = Compose((str(fake),), "2.26.1", "test")
     command = compose.command("unix:///run/saveexport/x y/docker.sock")
-    assert shlex.split(command) == ["env", "DOCKER_HOST=unix:///run/saveexport/x y/docker.sock",
-                                    "/opt/my tools/docker-compose"]
+    env = dict(os.environ, DOCKER_API_VERSION="1.24")
+    out = subprocess.run(["sh", "-c", f"{command} up --wait"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "host=unix:///run/saveexport/x y/docker.sock api=unset args=up --wait"
     assert "DOCKER_HOST" not in os.environ or os.environ["DOCKER_HOST"] != "unix:///run/saveexport/x y/docker.sock"
 
 

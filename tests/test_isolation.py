@@ -47,13 +47,15 @@ def run_pytest(*args: str, report_dir: Path, **popen) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def warm_cache(engine, tmp_path_factory):
-    """Build (or find) the cached subject first, so the runs under test add nothing that stays by design.
+    """Build (or find) the cached subject and second image first, so the runs under test add nothing that
+    stays by design (on a fresh machine the second image's first build would otherwise happen inside them).
 
     The probe test fails on purpose: its report must carry the subject container's log lines.
     """
     folder = tmp_path_factory.mktemp("warm")
     probe = folder / "test_probe.py"
-    probe.write_text("def test_fails_with_logs(subject_container, engine_ops):\n    assert False, 'on purpose'\n")
+    probe.write_text("def test_fails_with_logs(subject_container, second_image, engine_ops):\n"
+                     "    assert False, 'on purpose'\n")
     proc = run_pytest(str(probe), f"--rootdir={ROOT}", "-c", str(ROOT / "tox.ini"), report_dir=folder / "r")
     output, _ = proc.communicate(timeout=900)
     return output

@@ -31,10 +31,41 @@ def test_engine_values_parse(fake_dockerd):
     spec = matrix.parse(f"dockerd:{fake_dockerd.parent}+containerd")
     assert (spec.kind, spec.id, spec.containerd_store) == ("dockerd", "docker-99.1.0-containerd", True)
     assert matrix.parse(f"dockerd:{fake_dockerd}").id == "docker-99.1.0-overlay2"
+    raised = matrix.parse(f"dockerd:{fake_dockerd}+min-api=1.44")
+    assert (raised.id, raised.min_api, raised.variant) == ("docker-99.1.0-overlay2-min-api-1.44", "1.44",
+                                                           "min-api-1.44")
+    both = matrix.parse(f"dockerd:{fake_dockerd}+containerd+min-api=1.44")
+    assert both.id == matrix.parse(f"dockerd:{fake_dockerd}+min-api=1.44+containerd").id == \
+        "docker-99.1.0-containerd-min-api-1.44"
+    assert both.containerd_store and both.to_dict()["min_api"] == "1.44"
+
+
+def test_a_raised_floor_is_another_engine_than_its_build(pytester, fake_dockerd):
+    """Its id, paths and label differ from the plain build's, so both may run in one matrix."""
+    plain, raised = matrix.parse(f"dockerd:{fake_dockerd}"), matrix.parse(f"dockerd:{fake_dockerd}+min-api=1.44")
+    assert plain.id != raised.id
+    a = PrivateDockerd(name=plain.id, dockerd=str(fake_dockerd), index=1)
+    b = PrivateDockerd(name=raised.id, dockerd=str(fake_dockerd), index=2, min_api="1.44")
+    assert {a.socket, a.data_root, a.exec_root, a.bridge}.isdisjoint({b.socket, b.data_root, b.exec_root, b.bridge})
+    pytester.makepyfile("def test_x(saveexport_engine_spec):\n    pass\n")
+    result = pytester.runpytest("--collect-only", "-q", f"--saveexport-engine=dockerd:{fake_dockerd}",
+                                f"--saveexport-engine=dockerd:{fake_dockerd}+min-api=1.44")
+    result.stdout.fnmatch_lines(["*test_x[[]docker-99.1.0-overlay2[]]", "*test_x[[]docker-99.1.0-overlay2-min-api-1.44[]]"])
+
+
+def test_the_label_of_a_raised_floor_names_it():
+    from saveexport.engines import EngineFacts
+
+    facts = EngineFacts(kind="docker", version="28.5.2+dfsg1", api_version="1.51", min_api_version="1.44", os="linux",
+                        arch="amd64", kernel="6", storage_driver="overlay2", image_store="graphdriver", endpoint="x",
+                        variant="min-api-1.44")
+    assert facts.label == "docker-28.5.2-overlay2-min-api-1.44"
+    assert facts.to_dict()["label"] == facts.label
 
 
 @pytest.mark.parametrize("value, words", [("docker:hamm", "unknown Debian suite"), ("dockerd:/nonexistent",
-                                          "not an executable dockerd"), ("kubernetes", "is not an engine")])
+                                          "not an executable dockerd"), ("kubernetes", "is not an engine"),
+                                          ("docker:sid+min-api=new", "takes an API version")])
 def test_bad_engine_values_say_what_to_use(value, words):
     with pytest.raises(UsageError, match=words):
         matrix.parse(value)
@@ -125,5 +156,68 @@ def test_a_private_daemon_comes_and_goes_without_touching_the_machines_engine(tm
     if shutil.which("iptables"):
         assert "saveexport" not in subprocess.run(forward, capture_output=True, text=True).stdout
     assert not daemon.data_root.exists() and not daemon.run_dir.exists() and not daemon.log.exists()
+    assert not daemon.exec_root.exists()
     assert main.api.ping()  # the machine's engine still answers, its docker0 intact
     main.close()
+
+
+def test_an_engine_with_docker_29s_api_floor_is_reached_by_every_path(tmp_path):
+    """Docker 28.5.2 started with DOCKER_MIN_API_VERSION=1.44 refuses old clients as Docker 29 does; the
+    plugin, `saveexport engine`, scripts/engine and Compose all reach it."""
+    import json
+    import os
+    import socket
+    import sys
+    from pathlib import Path
+
+    from saveexport.compose import find_compose
+    from saveexport.provision import fetch_suite
+
+    root = Path(__file__).resolve().parents[1]
+    spec = matrix.parse("docker:sid+min-api=1.44")
+    assert spec.id.endswith("-overlay2-min-api-1.44") and spec.min_api == "1.44"
+    daemon = PrivateDockerd(name=f"selftest-{spec.id}", dockerd=fetch_suite("sid").dockerd, index=10,
+                            min_api=spec.min_api)
+    try:
+        endpoint = daemon.start()
+        # what an old pinned client gets: HTTP 400 (the words go to the assertion message, not matched)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(daemon.socket))
+            sock.sendall(b"GET /v1.24/version HTTP/1.0\r\n\r\n")
+            answer = sock.recv(4096).decode(errors="replace")
+        assert answer.startswith("HTTP/1.0 400"), answer
+        engine = Engine.connect(endpoint)
+        engine.spec = spec
+        try:
+            facts = engine.facts
+            assert facts.min_api_version == "1.44" and facts.label == spec.id
+            assert tuple(map(int, facts.client_api_version.split("."))) >= (1, 44)
+            assert engine.api.images() == [] and engine.api.containers(all=True) == []
+        finally:
+            engine.close()
+        cli = subprocess.run([sys.executable, "-m", "saveexport.cli", "engine", "--docker-host", endpoint],
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stderr
+        env = dict(os.environ, DOCKER_HOST=endpoint, DOCKER_API_VERSION="1.24")  # a pinned version is dropped
+        script = subprocess.run(["bash", str(root / "scripts" / "engine"), "status"], env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert script.returncode == 0 and "API 1.44 to" in script.stdout, script.stdout + script.stderr
+        compose = find_compose()
+        listed = subprocess.run([*compose.argv_for(endpoint), "ls", "--all", "--format", "json"], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, f"Compose {compose.version}: {listed.stderr.strip()}"
+        assert json.loads(listed.stdout or "[]") == []
+    finally:
+        daemon.stop()
+    assert not daemon.data_root.exists() and not daemon.run_dir.exists() and not daemon.exec_root.exists()
+
+
+def test_a_build_that_ignores_the_raised_floor_is_refused_in_one_line(pytester):
+    """dockerd 20.10 has no DOCKER_MIN_API_VERSION: its id would claim a floor it does not have."""
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    pytester.makepyfile("def test_x(container_engine):\n    pass\n")
+    result = pytester.runpytest(f"--saveexport-engine=dockerd:{dockerd}+min-api=1.44")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*the daemon's oldest API is *, not 1.44: this build ignores "
+                                 "DOCKER_MIN_API_VERSION*"])

@@ -175,7 +175,7 @@ def _provision(args) -> int:
         build = fetch_suite(source) if source in SUITES else from_bundle(source)
         value = f"docker:{source}" if source in SUITES else f"dockerd:{source}"
         print(f"{build.version}: {build.dockerd} ({build.source}); use --saveexport-engine {value}"
-              f" (or {value}+containerd)")
+              f" (or {value}+containerd, {value}+min-api=1.44)")
     return 0
 
 
@@ -184,7 +184,8 @@ def _engine(args) -> int:
 
     engine = Engine.connect(args.docker_host)
     facts = engine.facts
-    print(f"{facts.label}: {facts.kind} {facts.version}, API {facts.api_version}, storage {facts.storage_driver}, "
+    print(f"{facts.label}: {facts.kind} {facts.version}, API {facts.min_api_version} to {facts.api_version} "
+          f"(spoken: {facts.client_api_version}), storage {facts.storage_driver}, "
           f"image store {facts.image_store}, at {facts.endpoint}")
     return 0
 

@@ -33,8 +33,11 @@ class Compose:
     source: str
 
     def argv_for(self, endpoint: str) -> list[str]:
-        """Compose aimed at one engine (the test process's own environment stays as it is)."""
-        return ["env", f"DOCKER_HOST={endpoint}", *self.argv]
+        """Compose aimed at one engine (the test process's own environment stays as it is).
+
+        DOCKER_API_VERSION is dropped: pinned, it would stop Compose from negotiating, and an engine
+        with a raised floor (Docker 29: 1.44) refuses anything older."""
+        return ["env", "-u", "DOCKER_API_VERSION", f"DOCKER_HOST={endpoint}", *self.argv]
 
     def command(self, endpoint: str) -> str:
         """The shell command pytest-docker prefixes to its sub-commands."""

@@ -62,6 +62,7 @@ class PrivateDockerd(_Places):
     dockerd: str
     index: int  # picks the bridge subnet 172.(40+index).0.0/16
     containerd_store: bool = False
+    min_api: str | None = None  # DOCKER_MIN_API_VERSION: the oldest API it accepts (Docker 29 ships 1.44)
     started: float = 0.0
     process: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -69,16 +70,23 @@ class PrivateDockerd(_Places):
     def bridge(self) -> str:
         return f"sebr{self.index}"
 
+    @property
+    def exec_root(self) -> Path:
+        """Short and named by the slot, not the name: containerd's sockets below it must stay within
+        the 108 bytes of a unix socket path, and a long name (an -empty- engine of a raised-floor
+        build) went past that ("timeout waiting for containerd to start")."""
+        return RUN_ROOT / f"exec-{self.index}"
+
     def start(self, wait_s: float = 60) -> str:
         if os.geteuid() != 0:
             raise EngineUnavailable(f"starting a private dockerd ({self.name}) needs root")
         self.stop()  # leftovers of an interrupted run under the same name
-        for path in (self.run_dir, self.data_root / "data", self.data_root / "exec"):
+        for path in (self.run_dir, self.data_root / "data", self.exec_root):
             path.mkdir(parents=True, exist_ok=True)
         self._bridge_up()
         self._forward(add=True)
         argv = [self.dockerd, "--host", self.endpoint, "--data-root", str(self.data_root / "data"),
-                "--exec-root", str(self.data_root / "exec"), "--pidfile", str(self.run_dir / "dockerd.pid"),
+                "--exec-root", str(self.exec_root), "--pidfile", str(self.run_dir / "dockerd.pid"),
                 "--bridge", self.bridge, "--iptables=false", "--ip6tables=false", "--ip-masq=false",
                 f"--default-address-pool=base={self.pool},size=24"]
         config = {"features": {"containerd-snapshotter": True}} if self.containerd_store else {}
@@ -90,6 +98,9 @@ class PrivateDockerd(_Places):
         env["PATH"] = os.pathsep.join([str(Path(self.dockerd).parent), str(Path(self.dockerd).parents[1] / "bin"),
                                        env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
         env.pop("DOCKER_HOST", None)
+        env.pop("DOCKER_MIN_API_VERSION", None)
+        if self.min_api:
+            env["DOCKER_MIN_API_VERSION"] = self.min_api
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=env, start_new_session=True)
@@ -125,7 +136,9 @@ class PrivateDockerd(_Places):
                 self.process.kill()
             self.process = None
         _unmount_below(self.data_root)
+        _unmount_below(self.exec_root)
         shutil.rmtree(self.data_root, ignore_errors=True)
+        shutil.rmtree(self.exec_root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
         for bridge in _bridges_in(self.pool):  # a stopped dockerd leaves its networks' bridges behind

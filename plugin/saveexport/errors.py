@@ -13,6 +13,10 @@ class EngineUnavailable(SaveexportError):
     """No container engine answers at the endpoint."""
 
 
+class EngineIncompatible(EngineUnavailable):
+    """An engine answers, but no API version is spoken by both it and this client."""
+
+
 class SubjectUnavailable(SaveexportError):
     """The subject image can be neither found, pulled nor built."""
 

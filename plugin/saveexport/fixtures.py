@@ -87,12 +87,13 @@ def container_engine(pytestconfig: pytest.Config, saveexport_settings: Settings,
     try:
         endpoint, stop = matrix.start(spec, index)
         engine = Engine.connect(endpoint, timeout=saveexport_settings.timeout)
+        engine.spec = spec
         facts = engine.facts
+        matrix.check_started(spec, facts.min_api_version)
     except SaveexportError as exc:
         if stop:
             stop()
         pytest.fail(str(exc), pytrace=False)
-    engine.spec = spec
     _fact(pytestconfig, "engine", facts.endpoint, dict(facts.to_dict(), spec=spec.to_dict()))
     yield engine
     engine.close()
@@ -183,10 +184,12 @@ def empty_engine(pytestconfig: pytest.Config, container_engine: Engine, saveexpo
                     "or name a private engine with --saveexport-engine docker:SUITE)", pytrace=False)
     index = pytestconfig.stash[ENGINE_SPECS].index(spec) + 1
     worker = _worker_number(pytestconfig)
-    daemon = PrivateDockerd(name=f"{spec.id}-empty-{worker}-{os.getpid()}"[:48], dockerd=dockerd,
-                            index=20 + 8 * worker + index, containerd_store=spec.containerd_store)
+    daemon = PrivateDockerd(name=f"{spec.id[:32]}-empty-{worker}-{os.getpid()}", dockerd=dockerd,
+                            index=20 + 8 * worker + index, containerd_store=spec.containerd_store,
+                            min_api=spec.min_api)
     try:
         engine = Engine.connect(daemon.start(), timeout=saveexport_settings.timeout)
+        engine.variant = spec.variant
         _fact(pytestconfig, "empty-engine", f"{spec.id}|empty", dict(engine.facts.to_dict(), role="empty engine",
                                                                  for_engine=container_engine.facts.label))
     except SaveexportError as exc:

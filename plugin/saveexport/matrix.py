@@ -3,20 +3,24 @@
 Values (repeatable):
   default                         DOCKER_HOST or the local socket (the default when none is given)
   unix://… tcp://… ssh://…        an engine that already runs there
-  docker:SUITE[+containerd]       Debian's docker.io of SUITE (bullseye, bookworm, trixie, sid), fetched
+  docker:SUITE[+containerd][+min-api=X.Y]
+                                  Debian's docker.io of SUITE (bullseye, bookworm, trixie, sid), fetched
                                   into a cache and started as a private daemon; +containerd selects the
-                                  containerd image store
-  dockerd:PATH[+containerd]       a private daemon from a dockerd binary or bundle directory you have
+                                  containerd image store; +min-api=1.44 starts it with its oldest API
+                                  raised (DOCKER_MIN_API_VERSION), as Docker 29 ships
+  dockerd:PATH[+containerd][+min-api=X.Y]
+                                  a private daemon from a dockerd binary or bundle directory you have
   podman                          Podman's Docker-compatible API service, started and stopped here
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .daemons import PodmanService, PrivateDockerd
 from .engines import resolve_endpoint
-from .errors import UsageError
+from .errors import EngineUnavailable, UsageError
 from .provision import Build, fetch_suite, from_bundle
 
 
@@ -28,14 +32,38 @@ class EngineSpec:
     endpoint: str | None = None
     build: Build | None = None
     containerd_store: bool = False
+    min_api: str | None = None  # DOCKER_MIN_API_VERSION the daemon is started with (its API floor raised)
 
     @property
     def private(self) -> bool:
         return self.kind in ("dockerd", "podman")
 
+    @property
+    def variant(self) -> str:
+        """What sets this engine apart from its build alone; part of its id and report label."""
+        return f"min-api-{self.min_api}" if self.min_api else ""
+
     def to_dict(self) -> dict:
         return {"raw": self.raw, "kind": self.kind, "id": self.id, "endpoint": self.endpoint,
-                "build": self.build.to_dict() if self.build else None, "containerd_store": self.containerd_store}
+                "build": self.build.to_dict() if self.build else None, "containerd_store": self.containerd_store,
+                "min_api": self.min_api}
+
+
+_MODIFIER = re.compile(r"\+(containerd|min-api=(\d+\.\d+))$")
+
+
+def _modifiers(body: str) -> tuple[str, bool, str | None]:
+    """SUITE or PATH, and the +containerd / +min-api=X.Y that follow it (in any order)."""
+    containerd, min_api = False, None
+    while match := _MODIFIER.search(body):
+        if match.group(1) == "containerd":
+            containerd = True
+        else:
+            min_api = match.group(2)
+        body = body[:match.start()]
+    if "+min-api" in body:
+        raise UsageError(f"{body!r}: +min-api takes an API version, e.g. +min-api=1.44")
+    return body, containerd, min_api
 
 
 def parse(raw: str, default_endpoint: str | None = None) -> EngineSpec:
@@ -50,15 +78,22 @@ def parse(raw: str, default_endpoint: str | None = None) -> EngineSpec:
         return EngineSpec(raw, "podman", "podman")
     for prefix in ("docker:", "dockerd:"):
         if value.startswith(prefix):
-            body = value[len(prefix):]
-            containerd = body.endswith("+containerd")
-            body = body.removesuffix("+containerd")
+            body, containerd, min_api = _modifiers(value[len(prefix):])
             build = fetch_suite(body) if prefix == "docker:" else from_bundle(body)
             store = "containerd" if containerd else "overlay2"
-            return EngineSpec(raw, "dockerd", f"docker-{build.version}-{store}", build=build,
-                              containerd_store=containerd)
+            spec_id = f"docker-{build.version}-{store}" + (f"-min-api-{min_api}" if min_api else "")
+            return EngineSpec(raw, "dockerd", spec_id, build=build, containerd_store=containerd, min_api=min_api)
     raise UsageError(f"--saveexport-engine {raw!r} is not an engine: use default, unix://…, tcp://…, ssh://…, "
-                     f"docker:SUITE[+containerd], dockerd:PATH[+containerd] or podman")
+                     f"docker:SUITE[+containerd][+min-api=X.Y], dockerd:PATH[+containerd][+min-api=X.Y] or podman")
+
+
+def check_started(spec: EngineSpec, min_api_version: str) -> None:
+    """An engine that ignored what its spec asked is not the engine its id names (dockerd before 25 has
+    no DOCKER_MIN_API_VERSION and keeps its own floor)."""
+    if spec.min_api and min_api_version != spec.min_api:
+        raise EngineUnavailable(f"{spec.raw}: the daemon's oldest API is {min_api_version}, not {spec.min_api}: "
+                                f"this build ignores DOCKER_MIN_API_VERSION (Docker 25 and later honour it); "
+                                f"drop +min-api or use a newer build")
 
 
 def start(spec: EngineSpec, index: int):
@@ -69,5 +104,5 @@ def start(spec: EngineSpec, index: int):
         service = PodmanService()
         return service.start(), service.stop
     daemon = PrivateDockerd(name=spec.id, dockerd=spec.build.dockerd, index=index,
-                            containerd_store=spec.containerd_store)
+                            containerd_store=spec.containerd_store, min_api=spec.min_api)
     return daemon.start(), daemon.stop

@@ -125,6 +125,13 @@ def observations(document: dict[str, Any], topic: str) -> list[dict[str, Any]]:
     return [o for o in document.get("observations", []) if o.get("topic") == topic]
 
 
+def _api_cell(engine: dict[str, Any]) -> str:
+    """What the engine accepts and what the suite spoke to it (older evidence has only the newest)."""
+    newest, oldest, spoken = engine.get("api_version"), engine.get("min_api_version"), engine.get("client_api_version")
+    cell = f"{oldest}–{newest}" if oldest and oldest != "?" else str(newest)
+    return f"{cell}; {spoken}" if spoken and spoken != "?" else cell
+
+
 def render_markdown(document: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
@@ -136,10 +143,11 @@ def render_markdown(document: dict[str, Any]) -> str:
     add("## Engine\n")
     engines = document.get("engines") or []
     if engines:
-        add(_table([[e["label"], e["kind"], e["version"], e["api_version"], e["storage_driver"], e["image_store"],
+        add(_table([[e["label"], e["kind"], e["version"], _api_cell(e), e["storage_driver"], e["image_store"],
                      ", ".join(f"{k} {v}" for k, v in (e.get("components") or {}).items()), e["endpoint"]]
                     for e in engines],
-                   ["engine", "kind", "version", "API", "storage driver", "image store", "components", "endpoint"]))
+                   ["engine", "kind", "version", "API (oldest–newest; spoken)", "storage driver", "image store",
+                    "components", "endpoint"]))
     else:
         add("No engine was used in this run.")
     machine = document.get("machine") or {}

@@ -20,8 +20,9 @@ OPTIONS: dict[str, tuple[str, object, object]] = {
     "docker_host": ("engine endpoint (unix://, tcp://, ssh://); default: DOCKER_HOST or the local socket",
                     None, "str"),
     "engine": ("an engine to run every experiment on; repeat for a matrix: default, unix://…, tcp://…, ssh://…, "
-               "docker:SUITE[+containerd] (Debian's docker.io of SUITE as a private daemon), "
-               "dockerd:PATH[+containerd], podman", ["default"], "list"),
+               "docker:SUITE[+containerd][+min-api=X.Y] (Debian's docker.io of SUITE as a private daemon; "
+               "+min-api raises its oldest API, as Docker 29 ships 1.44), dockerd:PATH[+containerd][+min-api=X.Y], "
+               "podman", ["default"], "list"),
     "image": ("the subject image the article uses", DEFAULT_IMAGE, "str"),
     "second_image": ("the second image saved with the subject in one archive (claim C1)",
                      DEFAULT_SECOND_IMAGE, "str"),
