@@ -33,10 +33,11 @@ def _shape(engine_ops, ref: str) -> dict:
 
 
 @pytest.fixture
-def customised_container(engine_ops, subject_image, saveexport_settings):
+def customised_container(engine_ops, subject_image, saveexport_settings, debian_mirrors):
     """A running container of the subject with a file added and a package installed."""
     try:
-        deb = fetch_deb(PACKAGE, saveexport_settings.debian_suite, mirror=saveexport_settings.debian_mirror)
+        deb = fetch_deb(PACKAGE, saveexport_settings.debian_suite, mirrors=debian_mirrors,
+                        needed_by=f"the C7 experiment (the package {PACKAGE})")
     except SaveexportError as exc:
         pytest.fail(f"the C7 scenario installs a Debian package: {exc}", pytrace=False)
     created = engine_ops.create(subject_image.run_ref, "c7-customised", command=["sleep", "infinity"])

@@ -124,9 +124,12 @@ def test_the_version_spoken_is_capped_at_the_engines_newest(fake_daemon):
     assert fake_daemon.refused == []
 
 
+ABOVE_US = f"1.{_api(CLIENT_MAX_API)[1] + 5}"  # a floor above the newest API the installed docker-py speaks
+
+
 @pytest.mark.parametrize("fake_daemon, words", [
-    (("1.50", "1.52"), f"requires API 1.50 or newer; this client (docker-py {{sdk}}) speaks API {CLIENT_MIN_API} "
-                       f"to {CLIENT_MAX_API}"),
+    ((ABOVE_US, "1.99"), f"requires API {ABOVE_US} or newer; this client (docker-py {{sdk}}) speaks API "
+                         f"{CLIENT_MIN_API} to {CLIENT_MAX_API}"),
     (("1.12", "1.20"), f"speaks API 1.12 to 1.20; this client"),
 ], indirect=["fake_daemon"])
 def test_an_engine_we_cannot_speak_to_says_what_it_requires_and_what_we_speak(fake_daemon, words):
@@ -182,12 +185,12 @@ def test_the_command_line_and_the_engine_script_reach_a_raised_floor(fake_daemon
     assert fake_daemon.refused == []
 
 
-@pytest.mark.parametrize("fake_daemon", [("1.50", "1.52")], indirect=True)
+@pytest.mark.parametrize("fake_daemon", [(ABOVE_US, "1.99")], indirect=True)
 def test_the_command_line_says_in_one_line_what_an_engine_requires(fake_daemon):
     proc = subprocess.run([sys.executable, "-m", "saveexport.cli", "engine", "--docker-host", fake_daemon.endpoint],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and "requires API 1.50 or newer" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and f"requires API {ABOVE_US} or newer" in proc.stderr
 
 
 @pytest.mark.parametrize("fake_daemon", [("1.24", "1.44", False)], indirect=True)

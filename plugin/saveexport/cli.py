@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
 
     prov = sub.add_parser("provision", help="fetch Docker builds for the matrix from Debian's suites into a cache "
                                              "(or check a dockerd bundle you have), and Compose v2")
+    prov.add_argument("--debian-mirror", metavar="URL",
+                      help="the Debian mirror to fetch from (default: the Debian archive apt's own configuration "
+                           "uses; env SAVEEXPORT_DEBIAN_MIRROR)")
     prov.add_argument("sources", nargs="+", metavar="SUITE|PATH|compose",
                       help="a Debian suite (bullseye, bookworm, trixie, sid), a dockerd binary/bundle directory, "
                            "or 'compose' (Compose v2 for the air-gap scenario, when the machine has none)")
@@ -164,18 +167,35 @@ def _gc(args) -> int:
 
 
 def _provision(args) -> int:
+    import os
+
     from .compose import find_compose
+    from .debian_mirror import choose
     from .provision import SUITES, fetch_suite, from_bundle
 
+    if args.debian_mirror:
+        mirrors = choose(args.debian_mirror, "--debian-mirror")
+    elif os.environ.get("SAVEEXPORT_DEBIAN_MIRROR"):
+        mirrors = choose(os.environ["SAVEEXPORT_DEBIAN_MIRROR"], "SAVEEXPORT_DEBIAN_MIRROR")
+    else:
+        mirrors = choose()
     for source in args.sources:
         if source == "compose":
-            compose = find_compose()
+            compose = find_compose(mirrors=mirrors)
             print(f"Compose {compose.version}: {' '.join(compose.argv)} ({compose.source})")
             continue
-        build = fetch_suite(source) if source in SUITES else from_bundle(source)
+        build = fetch_suite(source, mirrors=mirrors) if source in SUITES else from_bundle(source)
         value = f"docker:{source}" if source in SUITES else f"dockerd:{source}"
+        major = int(build.version.split(".")[0]) if build.version.split(".")[0].isdigit() else 0
+        floor = f", {value}+min-api=1.44" if major >= 25 else ""  # DOCKER_MIN_API_VERSION: Docker 25 and later
         print(f"{build.version}: {build.dockerd} ({build.source}); use --saveexport-engine {value}"
-              f" (or {value}+containerd, {value}+min-api=1.44)")
+              f" (or {value}+containerd{floor})")
+    if mirrors.asked:
+        print(f"saveexport: {mirrors.describe()}" + "".join(f"; {suite} from {m.uri}" for suite, m in mirrors.used.items()))
+        for line in mirrors.skipped:
+            print(f"saveexport: not taken: {line}")
+    else:
+        print("saveexport: every build asked for was already in the cache; no Debian mirror was asked")
     return 0
 
 

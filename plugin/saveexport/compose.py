@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .debian_mirror import Mirrors
 from .errors import UsageError
 from .isolation import RunScope
 from .provision import COMPOSE_SUITE, fetch_compose
@@ -56,18 +57,18 @@ def _v2(argv: list[str]) -> str | None:
     return version if proc.returncode == 0 and version.startswith("2.") else None
 
 
-def find_compose(fetch: bool = True) -> Compose:
+def find_compose(fetch: bool = True, mirrors: Mirrors | None = None) -> Compose:
     """`docker compose` or a v2 `docker-compose` on the machine; else Debian's, fetched into the cache."""
     for argv in (["docker", "compose"], ["docker-compose"]):
         if shutil.which(argv[0]) and (version := _v2(argv)):
             return Compose(tuple(argv), version, "the machine's " + " ".join(argv))
     if fetch:
         try:
-            binary = fetch_compose()
+            binary = fetch_compose(mirrors=mirrors)
         except UsageError as exc:
             raise UsageError(f"Compose v2 is missing and could not be fetched ({exc}); install Docker's "
-                             f"docker-compose-plugin, or run `saveexport provision compose` where Debian's "
-                             f"mirror answers") from exc
+                             f"docker-compose-plugin, or run `saveexport provision compose` where a Debian "
+                             f"mirror with trixie answers") from exc
         if version := _v2([str(binary)]):
             return Compose((str(binary),), version, f"Debian {COMPOSE_SUITE} docker-compose, cached at {binary}")
         raise UsageError(f"{binary} does not answer as Compose v2; remove it and run `saveexport provision compose`")

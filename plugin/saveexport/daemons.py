@@ -63,12 +63,18 @@ class PrivateDockerd(_Places):
     index: int  # picks the bridge subnet 172.(40+index).0.0/16
     containerd_store: bool = False
     min_api: str | None = None  # DOCKER_MIN_API_VERSION: the oldest API it accepts (Docker 29 ships 1.44)
+    netns: str | None = None  # a network namespace (ip netns) to run in: its bridge and containers live there
     started: float = 0.0
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def bridge(self) -> str:
         return f"sebr{self.index}"
+
+    def _ns(self, argv: list[str]) -> list[str]:
+        # nsenter, not `ip netns exec`: that mounts a sysfs of its own over /sys, and dockerd then finds no
+        # cgroups ("Devices cgroup isn't mounted")
+        return _in_netns(self.netns, argv)
 
     @property
     def exec_root(self) -> Path:
@@ -102,7 +108,7 @@ class PrivateDockerd(_Places):
         if self.min_api:
             env["DOCKER_MIN_API_VERSION"] = self.min_api
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen(self._ns(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=env, start_new_session=True)
         self.started = time.monotonic()
         deadline = self.started + wait_s
@@ -140,9 +146,9 @@ class PrivateDockerd(_Places):
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
-        for bridge in _bridges_in(self.pool):  # a stopped dockerd leaves its networks' bridges behind
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+        subprocess.run(self._ns(["ip", "link", "del", self.bridge]), capture_output=True, check=False)
+        for bridge in _bridges_in(self.pool, self.netns):  # a stopped dockerd leaves its networks' bridges behind
+            subprocess.run(self._ns(["ip", "link", "del", bridge]), capture_output=True, check=False)
         self._forward(add=False)
         if self.started and not keep_log:
             self.log.unlink(missing_ok=True)
@@ -173,32 +179,39 @@ class PrivateDockerd(_Places):
         if iptables is None:
             return  # no packet filter: nothing drops the traffic
         for rule in self._forward_rules():
-            present = subprocess.run([iptables, "-w", "-C", *rule], capture_output=True, check=False).returncode == 0
+            present = subprocess.run(self._ns([iptables, "-w", "-C", *rule]), capture_output=True,
+                                     check=False).returncode == 0
             if add and not present:
-                proc = subprocess.run([iptables, "-w", "-I", *rule], capture_output=True, text=True, check=False)
+                proc = subprocess.run(self._ns([iptables, "-w", "-I", *rule]), capture_output=True, text=True,
+                                      check=False)
                 if proc.returncode != 0:
                     raise EngineUnavailable(f"could not let {self.name}'s containers reach each other "
                                             f"(iptables -I {' '.join(rule)}): {proc.stderr.strip()}")
             while not add and present:
-                subprocess.run([iptables, "-w", "-D", *rule], capture_output=True, check=False)
-                present = subprocess.run([iptables, "-w", "-C", *rule], capture_output=True,
+                subprocess.run(self._ns([iptables, "-w", "-D", *rule]), capture_output=True, check=False)
+                present = subprocess.run(self._ns([iptables, "-w", "-C", *rule]), capture_output=True,
                                          check=False).returncode == 0
 
     def _bridge_up(self) -> None:
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        subprocess.run(self._ns(["ip", "link", "del", self.bridge]), capture_output=True, check=False)
         for argv in (["ip", "link", "add", self.bridge, "type", "bridge"],
                      ["ip", "addr", "add", self.subnet.replace(".0.0/16", ".0.1/16"), "dev", self.bridge],
                      ["ip", "link", "set", self.bridge, "up"]):
-            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+            proc = subprocess.run(self._ns(argv), capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 raise EngineUnavailable(f"could not set up bridge {self.bridge} ({' '.join(argv)}): "
                                         f"{proc.stderr.strip()}")
 
 
-def _bridges_in(pool: str) -> list[str]:
+def _in_netns(netns: str | None, argv: list[str]) -> list[str]:
+    return ["nsenter", f"--net=/run/netns/{netns}", "--", *argv] if netns else argv
+
+
+def _bridges_in(pool: str, netns: str | None = None) -> list[str]:
     """Bridges (br-*) whose address lies in `pool` (a /16 of ours)."""
     prefix = pool.split(".0.0/")[0] + "."
-    proc = subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(_in_netns(netns, ["ip", "-j", "-4", "addr", "show"]), capture_output=True, text=True,
+                          check=False)
     try:
         links = json.loads(proc.stdout or "[]")
     except ValueError:

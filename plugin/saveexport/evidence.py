@@ -110,11 +110,22 @@ class Collector:
             "machine": machine_info(),
             "engines": engines,
             "subjects": list(facts.get("subject", {}).values()),
+            "debian_mirror": merge_mirrors(list(facts.get("debian-mirror", {}).values())),
             "leaks": list(facts.get("leaks", {}).values()),
             "claims": summarise(verdicts, self.tests, labels),
             "observations": observations,
             "tests": self.tests,
         }
+
+
+def merge_mirrors(seen: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What every process of the run said of the Debian mirror, as one: the choice, and each suite's source."""
+    asked = [m for m in seen if m.get("asked")]
+    if not asked:
+        return None
+    merged = dict(asked[0])
+    merged["suites"] = {suite: uri for m in asked for suite, uri in (m.get("suites") or {}).items()}
+    return merged
 
 
 def summarise(verdicts: list[dict], tests: dict[str, dict], engines: list[str | None]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from .archives import Archive
 from . import matrix
 from .compose import Compose, find_compose
 from .daemons import PrivateDockerd
+from .debian_mirror import Mirrors
 from .engines import Engine, resolve_endpoint
 from .errors import SaveexportError
 from .evidence import Recorder, fact_record
@@ -40,7 +41,7 @@ from .matrix import EngineSpec
 from .operations import Operations, Outcome
 from .settings import Settings
 from .subject import APP_IMAGE, SubjectImage, obtain
-from .state import ENGINE_SPECS, PENDING_FACTS, RUN_ID, SETTINGS
+from .state import ENGINE_SPECS, MIRRORS, PENDING_FACTS, RUN_ID, SETTINGS
 
 PG_ENV = {"POSTGRES_PASSWORD": "saveexport"}
 PG_READY = ["pg_isready", "-U", "postgres", "-h", "/var/run/postgresql"]
@@ -133,7 +134,7 @@ def _subject(config: pytest.Config, engine: Engine, settings: Settings, scope: R
     seed = resolve_endpoint(settings.docker_host) if private else None
     try:
         subject = obtain(engine, ref, source or settings.image_source, scope, cache_dir=settings.cache_dir,
-                         suite=settings.debian_suite, mirror=settings.debian_mirror, seed=seed,
+                         suite=settings.debian_suite, mirrors=config.stash[MIRRORS], seed=seed,
                          private=seed is not None)
     except SaveexportError as exc:
         pytest.fail(str(exc), pytrace=False)
@@ -158,9 +159,15 @@ def app_image(pytestconfig, container_engine, saveexport_settings, run_scope) ->
 
 
 @pytest.fixture(scope="session")
-def saveexport_compose() -> Compose:
+def debian_mirrors(pytestconfig: pytest.Config) -> Mirrors:
+    """The Debian mirrors every fetch uses: --saveexport-debian-mirror, else apt's own configuration."""
+    return pytestconfig.stash[MIRRORS]
+
+
+@pytest.fixture(scope="session")
+def saveexport_compose(debian_mirrors: Mirrors) -> Compose:
     try:
-        return find_compose()
+        return find_compose(mirrors=debian_mirrors)
     except SaveexportError as exc:
         pytest.fail(str(exc), pytrace=False)
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from .daemons import PodmanService, PrivateDockerd
 from .engines import resolve_endpoint
 from .errors import EngineUnavailable, UsageError
-from .provision import Build, fetch_suite, from_bundle
+from .debian_mirror import Mirrors
+from .provision import SUITES, Build, fetch_suite, from_bundle
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class EngineSpec:
     build: Build | None = None
     containerd_store: bool = False
     min_api: str | None = None  # DOCKER_MIN_API_VERSION the daemon is started with (its API floor raised)
+    unavailable: str | None = None  # why its build could not be fetched: its tests fail with this line
 
     @property
     def private(self) -> bool:
@@ -46,7 +48,7 @@ class EngineSpec:
     def to_dict(self) -> dict:
         return {"raw": self.raw, "kind": self.kind, "id": self.id, "endpoint": self.endpoint,
                 "build": self.build.to_dict() if self.build else None, "containerd_store": self.containerd_store,
-                "min_api": self.min_api}
+                "min_api": self.min_api, "unavailable": self.unavailable}
 
 
 _MODIFIER = re.compile(r"\+(containerd|min-api=(\d+\.\d+))$")
@@ -66,7 +68,7 @@ def _modifiers(body: str) -> tuple[str, bool, str | None]:
     return body, containerd, min_api
 
 
-def parse(raw: str, default_endpoint: str | None = None) -> EngineSpec:
+def parse(raw: str, default_endpoint: str | None = None, mirrors: Mirrors | None = None) -> EngineSpec:
     value = raw.strip()
     if value in ("", "default"):
         endpoint = resolve_endpoint(default_endpoint)
@@ -79,10 +81,22 @@ def parse(raw: str, default_endpoint: str | None = None) -> EngineSpec:
     for prefix in ("docker:", "dockerd:"):
         if value.startswith(prefix):
             body, containerd, min_api = _modifiers(value[len(prefix):])
-            build = fetch_suite(body) if prefix == "docker:" else from_bundle(body)
+            build, unavailable = None, None
+            if prefix == "dockerd:":
+                build = from_bundle(body)
+                version = build.version
+            elif body not in SUITES:
+                raise UsageError(f"unknown Debian suite {body!r}; known: {', '.join(SUITES)}")
+            else:
+                try:
+                    build = fetch_suite(body, mirrors=mirrors)
+                    version = build.version
+                except UsageError as exc:  # a mirror without the suite, a failed fetch: its tests fail with this line
+                    unavailable, version = str(exc), SUITES[body]
             store = "containerd" if containerd else "overlay2"
-            spec_id = f"docker-{build.version}-{store}" + (f"-min-api-{min_api}" if min_api else "")
-            return EngineSpec(raw, "dockerd", spec_id, build=build, containerd_store=containerd, min_api=min_api)
+            spec_id = f"docker-{version}-{store}" + (f"-min-api-{min_api}" if min_api else "")
+            return EngineSpec(raw, "dockerd", spec_id, build=build, containerd_store=containerd, min_api=min_api,
+                              unavailable=unavailable)
     raise UsageError(f"--saveexport-engine {raw!r} is not an engine: use default, unix://…, tcp://…, ssh://…, "
                      f"docker:SUITE[+containerd][+min-api=X.Y], dockerd:PATH[+containerd][+min-api=X.Y] or podman")
 
@@ -98,6 +112,8 @@ def check_started(spec: EngineSpec, min_api_version: str) -> None:
 
 def start(spec: EngineSpec, index: int):
     """Start what the spec needs; returns (endpoint, stopper or None)."""
+    if spec.unavailable:
+        raise EngineUnavailable(spec.unavailable)
     if spec.kind == "endpoint":
         return spec.endpoint, None
     if spec.kind == "podman":

@@ -5,22 +5,24 @@ Logic lives in the modules beside this one; fixtures in fixtures.py.
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 from pathlib import Path
 
 import pytest
 
-from . import baseline, matrix, scheduling
+from . import baseline, debian_mirror, matrix, scheduling
 from . import report as report_module
 from .engines import Engine
 from .errors import SaveexportError
-from .evidence import Collector
+from .evidence import Collector, fact_record
 from .fixtures import (  # noqa: F401  (pytest finds fixtures through this module)
     app_image,
     archive_dir,
     claim_evidence,
     container_engine,
+    debian_mirrors,
     empty_engine,
     engine_ops,
     export_archive,
@@ -34,7 +36,8 @@ from .fixtures import (  # noqa: F401  (pytest finds fixtures through this modul
     subject_image,
 )
 from .settings import add_options, resolve
-from .state import COLLECTOR, DOCUMENT, ENGINE_IDS, ENGINE_SPECS, PENDING_FACTS, REPORT_ERROR, REPORT_PATHS, RUN_ID, SETTINGS
+from .state import (COLLECTOR, DOCUMENT, ENGINE_IDS, ENGINE_SPECS, MIRRORS, MIRRORS_NOTED, PENDING_FACTS, REPORT_ERROR, REPORT_PATHS,
+                    RUN_ID, SETTINGS)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,7 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", "xdist_group(name): run these tests in one xdist worker")
     try:
         settings = config.stash[SETTINGS] = resolve(config)
-        config.stash[ENGINE_SPECS] = [matrix.parse(raw, settings.docker_host) for raw in settings.engine]
+        mirrors = config.stash[MIRRORS] = debian_mirror.choose(settings.debian_mirror, settings.debian_mirror_origin)
+        config.stash[ENGINE_SPECS] = [matrix.parse(raw, settings.docker_host, mirrors) for raw in settings.engine]
     except SaveexportError as exc:
         raise pytest.UsageError(str(exc)) from None
     ids = [spec.id for spec in config.stash[ENGINE_SPECS]]
@@ -75,6 +79,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_controller(config):
         config.stash[COLLECTOR] = Collector()
     _stop_on_sigterm()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """One line per engine that cannot be had (its tests fail with the same line)."""
+    return [f"saveexport: {spec.raw}: {spec.unavailable}" for spec in config.stash.get(ENGINE_SPECS, [])
+            if spec.unavailable]
 
 
 def _stop_on_sigterm() -> None:
@@ -135,6 +145,7 @@ def pytest_configure_node(node) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.when == "teardown":
+        _note_mirrors(item.config)
         pending = item.config.stash[PENDING_FACTS]
         if pending:
             item.user_properties.extend(("saveexport", fact) for fact in pending)
@@ -143,6 +154,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.failed and call.when == "call":
         _attach_container_logs(item, report)
     return report
+
+
+def _note_mirrors(config: pytest.Config) -> None:
+    """Which Debian mirror this process fetched from, once it has asked (it asks only when it fetches)."""
+    mirrors = config.stash.get(MIRRORS, None)
+    if mirrors is None or not mirrors.asked:
+        return
+    data = mirrors.to_dict()
+    if config.stash.get(MIRRORS_NOTED, None) != data:
+        config.stash[MIRRORS_NOTED] = data
+        config.stash[PENDING_FACTS].append(fact_record("debian-mirror", f"{os.getpid()}", data))
 
 
 def _attach_container_logs(item: pytest.Item, report: pytest.TestReport) -> None:

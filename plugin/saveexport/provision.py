@@ -1,8 +1,10 @@
 """Engine builds for the matrix: Docker versions from Debian's suites, or a dockerd bundle a user has.
 
-`apt-get download` runs with an apt configuration of its own (sources naming the suites, its own
-lists and cache directories), so the machine's apt state is never touched; the .deb is unpacked
-with `dpkg-deb -x` into the cache. Its dockerd runs on the host with the host's containerd and runc.
+`apt-get download` runs with sources of its own (one suite each, from the mirror debian_mirror.py
+chooses) and its own lists and cache directories, so the machine's apt state is never touched, while
+apt's own configuration (its proxy) still applies; the .deb is unpacked with `dpkg-deb -x` into the
+cache. Its dockerd runs on the host with the host's containerd and runc. What is cached is keyed by
+suite and package, never by mirror: the same packages from another mirror are the same packages.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import debian_mirror
+from .debian_mirror import Mirrors
 from .errors import UsageError
 
 SUITES = {"bullseye": "20.10.5", "bookworm": "20.10.24", "trixie": "26.1.5", "sid": "28.5.2"}
-MIRROR = "http://deb.debian.org/debian"
 
 
 @dataclass(frozen=True)
@@ -48,23 +51,28 @@ def _run(argv: list[str], log: Path, what: str) -> None:
         raise UsageError(f"{what} failed ({last[0]}); full log: {log}")
 
 
-def _apt(root: Path, mirror: str, log: Path) -> list[str]:
-    """apt-get options for an apt state of our own (sources = every suite), updated once."""
+def _apt(root: Path, suite: str, mirrors: Mirrors, needed_by: str, log: Path) -> list[str]:
+    """apt-get options for an apt state of our own holding one suite, from the first mirror that has it."""
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise UsageError(f"fetching packages from Debian needs {tool}; on other systems install them yourself "
                              f"(a dockerd bundle: dockerd:PATH; Compose v2: the docker-compose-plugin package)")
-    apt = root / "apt"
-    for sub in ("lists/partial", "cache/archives/partial", "etc/preferences.d", "etc/apt.conf.d"):
+    mirror = mirrors.for_suite(suite, needed_by)  # before apt runs: a mirror without the suite is one line
+    apt = root / "apt" / suite
+    for sub in ("lists/partial", "cache/archives/partial", "etc/preferences.d"):
         (apt / sub).mkdir(parents=True, exist_ok=True)
     sources = apt / "etc" / "sources.list"
-    sources.write_text("".join(f"deb {mirror} {s} main\n" for s in SUITES))
+    line = mirror.source_line(suite) + "\n"
+    if not sources.exists() or sources.read_text() != line:  # another mirror: its lists, not the old ones
+        shutil.rmtree(apt / "lists", ignore_errors=True)
+        (apt / "lists" / "partial").mkdir(parents=True)
+        sources.write_text(line)
     options = ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/nonexistent",
                "-o", f"Dir::Etc::Preferences={apt}/etc/preferences", "-o", f"Dir::Etc::PreferencesParts={apt}/etc/preferences.d",
                "-o", f"Dir::State::Lists={apt}/lists", "-o", f"Dir::Cache={apt}/cache",
                "-o", "APT::Get::AllowUnauthenticated=false", "-o", "Acquire::Languages=none", "-q"]
     if not any((apt / "lists").glob("*Packages*")):
-        _run(["apt-get", *options, "update"], log, "apt-get update (with the saveexport engine sources)")
+        _run(["apt-get", *options, "update"], log, f"apt-get update of Debian {suite} from {mirror.uri}")
     return options
 
 
@@ -78,13 +86,14 @@ def cache_lock(directory: Path):
         yield
 
 
-def _download(package: str, suite: str, downloads: Path, root: Path, mirror: str) -> Path:
+def _download(package: str, suite: str, downloads: Path, root: Path, mirrors: Mirrors | None,
+              needed_by: str) -> Path:
     """`apt-get download PACKAGE/SUITE` into `downloads` (once): the newest .deb there."""
     found = sorted(downloads.glob(f"{package}_*.deb"))
     if found:
         return found[-1]
     log = root / "fetch.log"
-    options = _apt(root, mirror, log)
+    options = _apt(root, suite, mirrors or debian_mirror.choose(), needed_by, log)
     downloads.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.run(["apt-get", *options, "download", f"{package}/{suite}"], cwd=downloads, stdout=out,
@@ -95,15 +104,16 @@ def _download(package: str, suite: str, downloads: Path, root: Path, mirror: str
     return found[-1]
 
 
-def _download_and_unpack(package: str, suite: str, target: Path, root: Path, mirror: str) -> tuple[Path, str]:
+def _download_and_unpack(package: str, suite: str, target: Path, root: Path, mirrors: Mirrors | None,
+                         needed_by: str) -> tuple[Path, str]:
     """The .deb of PACKAGE/SUITE in target/deb, unpacked with `dpkg-deb -x` into target/root."""
-    deb = _download(package, suite, target / "deb", root, mirror)
+    deb = _download(package, suite, target / "deb", root, mirrors, needed_by)
     unpacked = target / "root"
     _run(["dpkg-deb", "-x", str(deb), str(unpacked)], root / "fetch.log", f"dpkg-deb -x {deb.name}")
     return unpacked, deb.name.split("_")[1]
 
 
-def fetch_suite(suite: str, root: Path | None = None, mirror: str = MIRROR) -> Build:
+def fetch_suite(suite: str, root: Path | None = None, mirrors: Mirrors | None = None) -> Build:
     """docker.io from one Debian suite, downloaded and unpacked once into the cache."""
     if suite not in SUITES:
         raise UsageError(f"unknown Debian suite {suite!r}; known: {', '.join(SUITES)}")
@@ -112,12 +122,13 @@ def fetch_suite(suite: str, root: Path | None = None, mirror: str = MIRROR) -> B
     if not done.exists():
         with cache_lock(root):
             if not done.exists():
-                _unpack_suite(suite, root, mirror, done)
+                _unpack_suite(suite, root, mirrors, done)
     return Build(**json.loads(done.read_text()))
 
 
-def _unpack_suite(suite: str, root: Path, mirror: str, done: Path) -> None:
-    unpacked, version = _download_and_unpack("docker.io", suite, root / f"debian-{suite}", root, mirror)
+def _unpack_suite(suite: str, root: Path, mirrors: Mirrors | None, done: Path) -> None:
+    unpacked, version = _download_and_unpack("docker.io", suite, root / f"debian-{suite}", root, mirrors,
+                                             f"docker:{suite} (its docker.io)")
     dockerd = unpacked / "usr" / "sbin" / "dockerd"
     if not dockerd.exists():
         raise UsageError(f"docker.io {version} from {suite} holds no usr/sbin/dockerd")
@@ -126,17 +137,18 @@ def _unpack_suite(suite: str, root: Path, mirror: str, done: Path) -> None:
     done.write_text(json.dumps(build.to_dict()))
 
 
-def fetch_deb(package: str, suite: str, root: Path | None = None, mirror: str = MIRROR) -> Path:
+def fetch_deb(package: str, suite: str, root: Path | None = None, mirrors: Mirrors | None = None,
+              needed_by: str | None = None) -> Path:
     """One .deb from a Debian suite (downloaded once into the cache), to install into a container offline."""
     root = root or cache_root()
     with cache_lock(root):
-        return _download(package, suite, root / f"debs-{suite}", root, mirror)
+        return _download(package, suite, root / f"debs-{suite}", root, mirrors, needed_by or f"the .deb {package}")
 
 
 COMPOSE_SUITE = "trixie"  # the first suite whose docker-compose is v2 (2.26.1); bookworm's is v1
 
 
-def fetch_compose(root: Path | None = None, mirror: str = MIRROR) -> Path:
+def fetch_compose(root: Path | None = None, mirrors: Mirrors | None = None) -> Path:
     """Compose v2 from Debian's docker-compose package: a static CLI plugin that also runs on its own."""
     root = root or cache_root()
     target = root / f"compose-{COMPOSE_SUITE}"
@@ -144,7 +156,8 @@ def fetch_compose(root: Path | None = None, mirror: str = MIRROR) -> Path:
     if not binary.exists():
         with cache_lock(root):
             if not binary.exists():
-                _, version = _download_and_unpack("docker-compose", COMPOSE_SUITE, target, root, mirror)
+                _, version = _download_and_unpack("docker-compose", COMPOSE_SUITE, target, root, mirrors,
+                                                  "Compose v2 (docker-compose from Debian trixie)")
                 if not binary.exists():
                     raise UsageError(f"docker-compose {version} from {COMPOSE_SUITE} holds no Compose v2 plugin "
                                      f"binary")

@@ -125,6 +125,30 @@ def observations(document: dict[str, Any], topic: str) -> list[dict[str, Any]]:
     return [o for o in document.get("observations", []) if o.get("topic") == topic]
 
 
+def _mirror_paragraph(mirror: dict[str, Any] | None) -> str:
+    """Which Debian mirror the run fetched from, and where that choice came from."""
+    if not mirror:
+        return ("Debian mirror: not asked in this run (every stand-in, engine build and package was already "
+                "cached; a cached stand-in's note names the mirror it was built from).\n")
+    candidates = mirror.get("candidates") or []
+    if not candidates:
+        return "Debian mirror: none configured.\n"
+    first = candidates[0]
+    text = f"Debian mirror: `{first['uri']}`, from {first['origin']}"
+    if len(candidates) > 1:
+        text += "; then " + ", ".join(f"`{c['uri']}`" for c in candidates[1:])
+    suites = mirror.get("suites") or {}
+    if suites:
+        text += ". Fetched here: " + ", ".join(f"{suite} from `{uri}`" for suite, uri in suites.items())
+    proxies = mirror.get("proxy") or {}
+    if proxies:
+        text += ". Through apt's proxy: " + ", ".join(f"`{p}`" for p in sorted(set(proxies.values())))
+    if mirror.get("security"):
+        text += ". Debian's security archive (" + ", ".join(f"`{u}`" for u in mirror["security"]) + \
+            ") is kept apart and not used"
+    return text + ".\n"
+
+
 def _api_cell(engine: dict[str, Any]) -> str:
     """What the engine accepts and what the suite spoke to it (older evidence has only the newest)."""
     newest, oldest, spoken = engine.get("api_version"), engine.get("min_api_version"), engine.get("client_api_version")
@@ -162,6 +186,7 @@ def render_markdown(document: dict[str, Any]) -> str:
                    ["requested", "obtained", "image used", "its id", "run copy", "layers", "size", "note"]))
         add("\nThe run works on a labelled copy of each image (same layers, its own id), so nothing it "
             "removes or overwrites belongs to anyone else.\n")
+    add(_mirror_paragraph(document.get("debian_mirror")))
 
     compared = document.get("baseline")
     if compared:

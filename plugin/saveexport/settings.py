@@ -13,7 +13,7 @@ import pytest
 
 from .engines import DEFAULT_TIMEOUT_S
 from .errors import UsageError
-from .subject import DEFAULT_IMAGE, DEFAULT_MIRROR, DEFAULT_SECOND_IMAGE, DEFAULT_SUITE, SOURCES, default_cache_dir
+from .subject import DEFAULT_IMAGE, DEFAULT_SECOND_IMAGE, DEFAULT_SUITE, SOURCES, default_cache_dir
 
 # name -> (help, default, kind); kind is "str", "int", "bool" or a tuple of choices
 OPTIONS: dict[str, tuple[str, object, object]] = {
@@ -33,7 +33,8 @@ OPTIONS: dict[str, tuple[str, object, object]] = {
                 DEFAULT_TIMEOUT_S, "int"),
     "cache_dir": ("where offline builds keep their logs and temporary roots", str(default_cache_dir()), "str"),
     "debian_suite": ("Debian suite of the offline stand-in's base root", DEFAULT_SUITE, "str"),
-    "debian_mirror": ("Debian mirror for the offline stand-in", DEFAULT_MIRROR, "str"),
+    "debian_mirror": ("Debian mirror for every fetch (stand-ins, engine builds, Compose, .debs); default: the "
+                      "Debian archive apt's own configuration uses", None, "str"),
     "baseline": ("an evidence JSON of an earlier run: fail when an engine's behaviour differs from it",
                  None, "str"),
     "keep_archives": ("keep the save/export archives after the run (their path is reported)", False, "bool"),
@@ -71,13 +72,15 @@ class Settings:
     timeout: int
     cache_dir: Path
     debian_suite: str
-    debian_mirror: str
+    debian_mirror: str | None
     baseline: str | None
     keep_archives: bool
+    debian_mirror_origin: str = "apt's configuration"  # where debian_mirror came from, for the report
 
 
 def resolve(config: pytest.Config) -> Settings:
     values = {}
+    origins = {}
     for name, (_, default, kind) in OPTIONS.items():
         value = config.getoption(f"saveexport_{name}")
         source = f"--saveexport-{name.replace('_', '-')}"
@@ -88,13 +91,19 @@ def resolve(config: pytest.Config) -> Settings:
             elif config.getini(f"saveexport_{name}") not in (None, "", []):
                 value, source = config.getini(f"saveexport_{name}"), f"ini saveexport_{name}"
             else:
-                value = default
+                value, source = default, "default"
         values[name] = _convert(name, value, kind, source)
+        origins[name] = source
     report_dir = Path(values["report_dir"])
     if not report_dir.is_absolute():
         report_dir = Path(config.invocation_params.dir) / report_dir
     values["report_dir"] = report_dir
     values["cache_dir"] = Path(values["cache_dir"])
+    if values["debian_mirror"]:
+        from .debian_mirror import explicit
+
+        explicit(values["debian_mirror"], origins["debian_mirror"])  # a bad URL is a usage error now, not later
+        values["debian_mirror_origin"] = origins["debian_mirror"]
     return Settings(**values)
 
 

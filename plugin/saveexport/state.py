@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from .debian_mirror import Mirrors
 from .evidence import Collector
 from .settings import Settings
 
@@ -16,3 +17,5 @@ COLLECTOR = pytest.StashKey[Collector]()  # controller only
 DOCUMENT = pytest.StashKey[dict]()  # controller only: the evidence document of this run
 REPORT_PATHS = pytest.StashKey[list]()  # controller only
 REPORT_ERROR = pytest.StashKey[str]()  # controller only
+MIRRORS = pytest.StashKey[Mirrors]()  # the Debian mirrors every fetch of this process uses (asked lazily)
+MIRRORS_NOTED = pytest.StashKey[dict]()  # what this process last recorded of them
