@@ -141,6 +141,7 @@ class PrivateDockerd(_Places):
             except subprocess.TimeoutExpired:
                 self.process.kill()
             self.process = None
+        _kill_using(self.exec_root)  # a killed dockerd leaves its containerd (and shims) running
         _unmount_below(self.data_root)
         _unmount_below(self.exec_root)
         shutil.rmtree(self.data_root, ignore_errors=True)
@@ -231,6 +232,19 @@ def _answers(socket_path: Path) -> bool:
             return b"200 OK" in sock.recv(256)
     except OSError:
         return False
+
+
+def _kill_using(path: Path) -> None:
+    """SIGKILL every process whose command line names `path` (a dead daemon's containerd and shims)."""
+    needle = str(path).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if needle in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
 
 
 def _unmount_below(path: Path) -> None:

@@ -13,6 +13,7 @@ import docker.errors
 import requests.exceptions
 
 from .errors import EngineIncompatible, EngineUnavailable
+from .faults import peer_pid
 
 # Saving or loading an image of hundreds of MB takes longer than docker-py's 60 s default.
 DEFAULT_TIMEOUT_S = 900
@@ -63,6 +64,9 @@ class Engine:
         self.endpoint = endpoint
         self.spec = None  # the matrix.EngineSpec this engine was started or reached from, when known
         self.variant = ""  # set where the engine was started differently from its build (see EngineFacts)
+        self.pid: int | None = None  # the process serving its unix socket, when local (faults.py judges by it)
+        self.log_path = None  # a private engine's log, whose last lines a fault report shows
+        self.fault = None  # a faults.Fault once the engine itself failed
         self.server_version: dict[str, Any] | None = None  # the engine's own /version, from the first contact
         self._facts: EngineFacts | None = None
 
@@ -79,7 +83,12 @@ class Engine:
                                     f"({_short_reason(exc)})") from exc
         engine = cls(client, endpoint)
         engine.server_version = server
+        engine.pid = peer_pid(endpoint)
         return engine
+
+    @property
+    def label_for_faults(self) -> str:
+        return self._facts.label if self._facts is not None else self.endpoint
 
     @property
     def facts(self) -> EngineFacts:

@@ -23,13 +23,14 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from .archives import Archive
-from . import matrix
+from . import faults, matrix
 from .compose import Compose, find_compose
 from .daemons import PrivateDockerd
 from .debian_mirror import Mirrors
@@ -86,9 +87,10 @@ def container_engine(pytestconfig: pytest.Config, saveexport_settings: Settings,
     index = pytestconfig.stash[ENGINE_SPECS].index(spec) + 1
     stop = None
     try:
-        endpoint, stop = matrix.start(spec, index)
+        endpoint, stop, log = matrix.start(spec, index)
         engine = Engine.connect(endpoint, timeout=saveexport_settings.timeout)
         engine.spec = spec
+        engine.log_path = log
         facts = engine.facts
         matrix.check_started(spec, facts.min_api_version)
     except SaveexportError as exc:
@@ -109,6 +111,14 @@ def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
     before = Snapshot.take(container_engine)
     usage_before = disk_usage(container_engine)
     yield scope
+    fault = container_engine.fault or faults.diagnose(container_engine, during="the run's cleanup")
+    if fault is not None:  # nothing to ask: a private engine goes with its data-root; `saveexport gc` later
+        container_engine.fault = fault
+        _fact(pytestconfig, "leaks", container_engine.facts.label, {
+            "engine": container_engine.facts.label, "suite_leftovers": {}, "engine_kept_images": None,
+            "cleanup_problems": [f"not cleaned: {fault.line}" + ("" if getattr(container_engine.spec, "private", False)
+                                 else "; `saveexport gc` removes what the run left once it answers again")]})
+        return
     problems = scope.cleanup(container_engine, protected=before)
     # What the suite failed to remove (must be nothing) vs what the engine itself keeps after removal.
     leftovers = scope.remaining(container_engine, protected=before)
@@ -123,8 +133,8 @@ def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
 
 
 @pytest.fixture(scope="session")
-def engine_ops(container_engine: Engine, run_scope: RunScope) -> Operations:
-    return Operations(container_engine, run_scope)
+def engine_ops(container_engine: Engine, run_scope: RunScope, saveexport_settings: Settings) -> Operations:
+    return Operations(container_engine, run_scope, stall_s=saveexport_settings.stall_timeout)
 
 
 def _subject(config: pytest.Config, engine: Engine, settings: Settings, scope: RunScope, ref: str,
@@ -210,8 +220,18 @@ def empty_engine(pytestconfig: pytest.Config, container_engine: Engine, saveexpo
 
 
 @pytest.fixture(scope="session")
-def archive_dir(tmp_path_factory: pytest.TempPathFactory, saveexport_settings: Settings):
-    path = tmp_path_factory.mktemp("saveexport-archives")
+def archive_dir(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory, saveexport_settings: Settings):
+    """Where the run's archives go: --saveexport-archive-dir (a folder of the run's own below it), else a
+    temporary directory."""
+    if saveexport_settings.archive_dir:
+        parent = Path(saveexport_settings.archive_dir)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(prefix=f"saveexport-{pytestconfig.stash[RUN_ID]}-", dir=parent))
+        except OSError as exc:
+            pytest.fail(f"--saveexport-archive-dir {parent}: {exc.strerror or exc}", pytrace=False)
+    else:
+        path = tmp_path_factory.mktemp("saveexport-archives")
     yield path
     if not saveexport_settings.keep_archives:
         shutil.rmtree(path, ignore_errors=True)

@@ -111,14 +111,14 @@ def check_started(spec: EngineSpec, min_api_version: str) -> None:
 
 
 def start(spec: EngineSpec, index: int):
-    """Start what the spec needs; returns (endpoint, stopper or None)."""
+    """Start what the spec needs; returns (endpoint, stopper or None, its log or None)."""
     if spec.unavailable:
         raise EngineUnavailable(spec.unavailable)
     if spec.kind == "endpoint":
-        return spec.endpoint, None
+        return spec.endpoint, None, None
     if spec.kind == "podman":
         service = PodmanService()
-        return service.start(), service.stop
+        return service.start(), service.stop, service.log
     daemon = PrivateDockerd(name=spec.id, dockerd=spec.build.dockerd, index=index,
                             containerd_store=spec.containerd_store, min_api=spec.min_api)
-    return daemon.start(), daemon.stop
+    return daemon.start(), daemon.stop, daemon.log

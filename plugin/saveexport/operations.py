@@ -6,6 +6,7 @@ Archives are streamed between the engine and files in 1 MiB chunks; nothing hold
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import re
 import tarfile
 import tempfile
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,12 +22,15 @@ from typing import Any, Iterable
 import docker.errors
 import requests.exceptions
 
+from . import faults, streams
 from .engines import Engine
+from .errors import SaveexportError
 from .isolation import RunScope, short_tag
 
 STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$", re.MULTILINE)  # the classic builder's step result
 
 CHUNK = 1 << 20
+DEFAULT_STALL_S = 120  # no bytes and no work by the engine's processes for this long: hung (well under 900 s)
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
@@ -51,10 +56,14 @@ class Outcome:
 
 
 class _Attempt:
-    """Times a block and keeps the engine's refusal (a typed docker-py error) instead of raising it."""
+    """Times a block and keeps the engine's refusal (a typed docker-py error) instead of raising it.
 
-    def __init__(self, op: str):
+    A failure the daemon did not answer (a broken connection, no HTTP status) is judged: if the engine
+    itself died, went away or is stopped, the outcome says that (faults.py), not urllib3's words."""
+
+    def __init__(self, op: str, engine: Engine | None = None):
         self.op = op
+        self.engine = engine
         self.error: BaseException | None = None
         self.seconds = 0.0
 
@@ -64,7 +73,7 @@ class _Attempt:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         self.seconds = round(time.monotonic() - self.start, 3)
-        if exc is not None and isinstance(exc, ENGINE_ERRORS):
+        if exc is not None and isinstance(exc, (*ENGINE_ERRORS, NoSpace)):
             self.error = exc
             return True
         return False
@@ -73,8 +82,20 @@ class _Attempt:
         exc = self.error
         status = getattr(getattr(exc, "response", None), "status_code", None)
         message = getattr(exc, "explanation", None) or str(exc)
-        return Outcome(op=self.op, ok=False, error_type=f"{type(exc).__module__}.{type(exc).__name__}",
-                       status_code=status, message=str(message).strip(), duration_s=self.seconds, result=result)
+        error_type = f"{type(exc).__module__}.{type(exc).__name__}"
+        if isinstance(exc, NoSpace):
+            error_type = "saveexport.NoSpace"
+        elif isinstance(exc, streams.Stalled) and self.engine is not None:
+            self.engine.fault = exc.fault
+            error_type = f"saveexport.Engine{exc.fault.kind.capitalize()}"
+        elif status is None and self.engine is not None and not isinstance(exc, StreamError):
+            fault = self.engine.fault or faults.diagnose(self.engine, during=self.op)
+            if fault is not None:
+                self.engine.fault = fault
+                result = dict(result, error=f"{error_type}: {str(message).strip()[:300]}")
+                error_type, message = f"saveexport.Engine{fault.kind.capitalize()}", fault.line
+        return Outcome(op=self.op, ok=False, error_type=error_type, status_code=status, message=str(message).strip(),
+                       duration_s=self.seconds, result=result)
 
 
 class StreamError(docker.errors.APIError):
@@ -87,31 +108,69 @@ class StreamError(docker.errors.APIError):
 class Operations:
     """The engine verbs the article uses, bound to one engine and one run's namespace."""
 
-    def __init__(self, engine: Engine, scope: RunScope):
+    def __init__(self, engine: Engine, scope: RunScope, stall_s: float = DEFAULT_STALL_S):
         self.engine = engine
         self.api = engine.api
         self.scope = scope
+        self.stall_s = stall_s
+        self.last_stream: streams.Stream | None = None
+
+    def _attempt(self, op: str) -> _Attempt:
+        return _Attempt(op, self.engine)
+
+    @contextlib.contextmanager
+    def _download(self, op: str, path: str, params: dict[str, Any] | None = None):
+        """The body of GET path, in chunks: on a watched socket of its own where the endpoint allows."""
+        if streams.supported(self.engine):
+            with streams.Stream(self.engine, op, self.stall_s, self.api.timeout) as stream:
+                self.last_stream = stream
+                yield stream.get(path, params)
+            return
+        res = self.api._get(self.api._url(path), params=params, stream=True)
+        with contextlib.closing(res):  # also when the write fails half-way (a full disk)
+            self.api._raise_for_status(res)
+            yield res.iter_content(CHUNK)
+
+    @contextlib.contextmanager
+    def _upload(self, op: str, path: str, params: dict[str, Any] | None, source, content_type: str):
+        """POST a file, then the daemon's JSON messages: watched where the endpoint allows."""
+        if streams.supported(self.engine):
+            with streams.Stream(self.engine, op, self.stall_s, self.api.timeout) as stream:
+                self.last_stream = stream
+                yield stream.post_file(path, params, source, content_type)
+            return
+        res = self.api._post(self.api._url(path), params=params, data=source, stream=True,
+                             headers={"Content-Type": content_type}, timeout=None)
+        with contextlib.closing(res):
+            self.api._raise_for_status(res)
+            yield (json.loads(raw) for raw in res.iter_lines() if raw)
+
+    def _silence(self) -> dict[str, float]:
+        """How long the last stream went without a byte moving (a busy engine's silent work)."""
+        watchdog = self.last_stream.watchdog if self.last_stream else None
+        return {"longest_silence_s": round(watchdog.longest_silence, 1)} if watchdog else {}
 
     # -- archives out --------------------------------------------------------------------------------
     def save(self, refs: str | Iterable[str], path: Path) -> Outcome:
         """docker save REF [REF...] -o path (one request: /images/get?names=...)."""
         names = [refs] if isinstance(refs, str) else list(refs)
-        with _Attempt("save") as attempt:
-            res = self.api._get(self.api._url("/images/get"), params={"names": names}, stream=True)
-            self.api._raise_for_status(res)
-            written = _write_stream(res.iter_content(CHUNK), path)
+        with self._attempt("save") as attempt:
+            needed = self._plain_size(names)
+            if needed and faults.free_bytes(path.parent) < needed:  # visibly too small: say so before streaming
+                raise NoSpace(faults.space_line(path.parent, needed, faults.free_bytes(path.parent)))
+            with self._download("save", "/images/get", {"names": names}) as chunks:
+                written = _write_stream(chunks, path, needed)
         if attempt.error:
-            _unlink(path)
             return attempt.failure(refs=names)
         return Outcome("save", True, duration_s=attempt.seconds, bytes=written,
                        result={"refs": names, "path": str(path)})
 
     def export(self, container: str, path: Path) -> Outcome:
         """docker export CONTAINER -o path."""
-        with _Attempt("export") as attempt:
-            written = _write_stream(self.api.export(container, chunk_size=CHUNK), path)
+        with self._attempt("export") as attempt:
+            with self._download("export", f"/containers/{urllib.parse.quote(container, safe='')}/export") as chunks:
+                written = _write_stream(chunks, path)
         if attempt.error:
-            _unlink(path)
             return attempt.failure(container=container)
         return Outcome("export", True, duration_s=attempt.seconds, bytes=written,
                        result={"container": container, "path": str(path)})
@@ -120,8 +179,9 @@ class Operations:
     def load(self, path: Path) -> Outcome:
         """docker load -i path; records every line the daemon printed."""
         lines: list[str] = []
-        with open(path, "rb") as archive, _Attempt("load") as attempt:
-            for message in self.api.load_image(archive):
+        with open(path, "rb") as archive, self._attempt("load") as attempt, \
+                self._upload("load", "/images/load", None, archive, "application/x-tar") as messages:
+            for message in messages:
                 if "error" in message:
                     raise StreamError(message.get("error") or json.dumps(message))
                 text = (message.get("stream") or message.get("status") or "").strip()
@@ -137,7 +197,7 @@ class Operations:
             self.scope.track_image(image_id)
         # Podman (and the containerd store) may report docker.io/library/NAME or localhost/NAME for NAME
         result = {"daemon_lines": lines, "loaded_refs": loaded_refs, "loaded_ids": loaded_ids,
-                  "loaded_names": [short_tag(ref) for ref in loaded_refs]}
+                  "loaded_names": [short_tag(ref) for ref in loaded_refs], **self._silence()}
         if attempt.error:
             return attempt.failure(**result)
         return Outcome("load", True, message="\n".join(lines) or None, duration_s=attempt.seconds,
@@ -160,14 +220,9 @@ class Operations:
             params["changes"] = changes
         lines: list[str] = []
         image_id = None
-        with open(path, "rb") as archive, _Attempt("import") as attempt:
-            res = self.api._post(self.api._url("/images/create"), params=params, data=archive, stream=True,
-                                 headers={"Content-Type": "application/tar"}, timeout=None)
-            self.api._raise_for_status(res)
-            for raw in res.iter_lines():
-                if not raw:
-                    continue
-                item = json.loads(raw)
+        with open(path, "rb") as archive, self._attempt("import") as attempt, \
+                self._upload("import", "/images/create", params, archive, "application/tar") as items:
+            for item in items:
                 if "error" in item:
                     raise StreamError(item.get("error") or json.dumps(item))
                 status = str(item.get("status") or "").strip()
@@ -185,7 +240,7 @@ class Operations:
     def commit(self, container: str, ref: str, *, changes: list[str] | None = None,
                message: str | None = None) -> Outcome:
         repository, _, tag = ref.rpartition(":")
-        with _Attempt("commit") as attempt:
+        with self._attempt("commit") as attempt:
             res = self.api.commit(container, repository=repository, tag=tag, message=message, changes=changes or None)
         if attempt.error:
             return attempt.failure(ref=ref)
@@ -198,7 +253,7 @@ class Operations:
                entrypoint: list[str] | None = None, environment: dict[str, str] | None = None,
                network_mode: str = "none") -> Outcome:
         """docker create, labelled and namespaced, with no network unless asked (most need none)."""
-        with _Attempt("create") as attempt:
+        with self._attempt("create") as attempt:
             container = self.api.create_container(
                 image, command=command, entrypoint=entrypoint, name=self.scope.name(name),
                 environment=environment, labels=self.scope.labels,
@@ -210,7 +265,7 @@ class Operations:
                        result={"container_id": container["Id"], "name": self.scope.name(name)})
 
     def start(self, container: str) -> Outcome:
-        with _Attempt("start") as attempt:
+        with self._attempt("start") as attempt:
             self.api.start(container)
         if attempt.error:
             return attempt.failure(container=container)
@@ -254,7 +309,7 @@ class Operations:
             self.remove(cid)
 
     def exec(self, container: str, cmd: list[str], user: str | None = None) -> Outcome:
-        with _Attempt("exec") as attempt:
+        with self._attempt("exec") as attempt:
             created = self.api.exec_create(container, cmd, user=user or "")
             output = self.api.exec_start(created["Id"]).decode(errors="replace")
             exit_code = self.api.exec_inspect(created["Id"]).get("ExitCode")
@@ -281,6 +336,8 @@ class Operations:
             time.sleep(0.5)
 
     def logs(self, container: str, tail: int = 20) -> list[str]:
+        if self.engine.fault:
+            return []
         try:
             raw = self.api.logs(container, stdout=True, stderr=True, tail=tail)
         except ENGINE_ERRORS:
@@ -288,14 +345,19 @@ class Operations:
         return raw.decode(errors="replace").rstrip().splitlines()
 
     def remove(self, container: str) -> None:
+        if self.engine.fault:  # nothing to ask a dead or stopped engine (teardown must not wait for it)
+            return
         try:
             self.api.remove_container(container, force=True, v=True)
         except docker.errors.NotFound:
             pass
+        except ENGINE_ERRORS:
+            if faults.diagnose(self.engine, during="removing a container") is None:
+                raise
 
     def put_file(self, container: str, source: Path, directory: str) -> Outcome:
         """docker cp SOURCE CONTAINER:DIRECTORY (a small file; the tar is made on the fly, streamed)."""
-        with _Attempt("cp") as attempt, tempfile.TemporaryFile() as tar_file:
+        with self._attempt("cp") as attempt, tempfile.TemporaryFile() as tar_file:
             with tarfile.open(fileobj=tar_file, mode="w") as tar:
                 tar.add(source, arcname=source.name)
             tar_file.seek(0)
@@ -310,7 +372,7 @@ class Operations:
         """docker build -t REF - (a Dockerfile without context), labelled with the run."""
         lines: list[str] = []
         image_id = None
-        with _Attempt("build") as attempt:
+        with self._attempt("build") as attempt:
             image_id = build_dockerfile(self.engine, dockerfile, ref, self.scope.labels, self.scope, lines)
         if attempt.error:
             return attempt.failure(ref=ref, build_lines=lines[-10:])
@@ -337,6 +399,24 @@ class Operations:
             return self.api.inspect_image(ref)["Id"]
         except docker.errors.ImageNotFound:
             return None
+
+    def _plain_size(self, refs: list[str]) -> int | None:
+        """A lower bound of a save archive's size, where layers are saved as plain tars (graphdrivers,
+        Podman): the largest image's size. None where it is not a bound (the containerd store saves the
+        layers it built compressed)."""
+        endpoint = self.engine.endpoint
+        if endpoint.startswith("unix://") and not os.path.exists(endpoint[len("unix://"):]):
+            # docker-py leaks a socket on every call to a socket file that is gone: do not make one
+            raise streams.Broken(f"no socket at {endpoint}")
+        if self.engine.facts.image_store == "containerd":
+            return None
+        sizes = []
+        for ref in refs:
+            try:
+                sizes.append(int(self.api.inspect_image(ref).get("Size") or 0))
+            except ENGINE_ERRORS:
+                return None
+        return max(sizes, default=0) or None
 
     def inspect(self, ref: str) -> dict[str, Any]:
         return self.api.inspect_image(ref)
@@ -395,12 +475,34 @@ def _track_step_images(engine: Engine, steps: list[str], existed: set[str], scop
             scope.track_image(full)
 
 
-def _write_stream(chunks: Iterable[bytes], path: Path) -> int:
+class NoSpace(SaveexportError):
+    """The disk under the archive filled up (or is visibly too small for it)."""
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def _write_stream(chunks: Iterable[bytes], path: Path, needed: int | None = None) -> int:
+    """Into PATH.partial, renamed to PATH only when the stream ended well: nothing half-written ever
+    carries the archive's name, also when this process is killed. A failure removes the partial file."""
     written = 0
-    with open(path, "wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
-            written += len(chunk)
+    partial = partial_path(path)
+    _unlink(path)
+    try:
+        with open(partial, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                written += len(chunk)
+        os.replace(partial, path)
+    except OSError as exc:
+        _unlink(partial)
+        if faults.is_no_space(exc):
+            raise NoSpace(faults.filled_line(path.parent, written, needed)) from exc
+        raise
+    except BaseException:
+        _unlink(partial)
+        raise
     return written
 
 

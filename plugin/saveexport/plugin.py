@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from . import baseline, debian_mirror, matrix, scheduling
+from . import baseline, debian_mirror, faults, matrix, scheduling
 from . import report as report_module
 from .engines import Engine
 from .errors import SaveexportError
@@ -36,7 +36,7 @@ from .fixtures import (  # noqa: F401  (pytest finds fixtures through this modul
     subject_image,
 )
 from .settings import add_options, resolve
-from .state import (COLLECTOR, DOCUMENT, ENGINE_IDS, ENGINE_SPECS, MIRRORS, MIRRORS_NOTED, PENDING_FACTS, REPORT_ERROR, REPORT_PATHS,
+from .state import (COLLECTOR, DOCUMENT, ENGINE_FAULTS, ENGINE_IDS, ENGINE_SPECS, MIRRORS, MIRRORS_NOTED, PENDING_FACTS, REPORT_ERROR, REPORT_PATHS,
                     RUN_ID, SETTINGS)
 
 
@@ -151,9 +151,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             item.user_properties.extend(("saveexport", fact) for fact in pending)
             pending.clear()
     report = yield
+    if report.failed:
+        _engine_fault(item, report)
     if report.failed and call.when == "call":
         _attach_container_logs(item, report)
     return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """An engine that died (or went away, or is stopped) fails its remaining tests at once, with the same line."""
+    spec = getattr(getattr(item, "callspec", None), "params", {}).get("saveexport_engine_spec")
+    fault = item.config.stash.get(ENGINE_FAULTS, {}).get(getattr(spec, "id", None))
+    if fault is not None:
+        pytest.fail(f"{fault.line} (at {fault.when}, during {fault.during}); its remaining tests fail at once",
+                    pytrace=False)
+
+
+def _engine_fault(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failed test on an engine: was it the engine? Then say so, with the daemon's last log lines."""
+    engine = getattr(item, "funcargs", {}).get("container_engine")
+    if engine is None or getattr(engine, "spec", None) is None:
+        return
+    known = item.config.stash.setdefault(ENGINE_FAULTS, {})
+    if engine.spec.id in known:
+        return
+    fault = engine.fault or faults.diagnose(engine, during=item.nodeid)
+    if fault is None:
+        return
+    if fault.during != item.nodeid:  # the operation it happened in, within this test
+        fault.during = item.nodeid + (f" ({fault.during})" if fault.during else "")
+    engine.fault = fault
+    known[engine.spec.id] = fault
+    text = fault.line + ("\n" + "\n".join(fault.log_tail) if fault.log_tail else "")
+    report.sections.append((f"engine fault: {fault.engine} (last {len(fault.log_tail)} log lines)", text))
+    item.config.stash[PENDING_FACTS].append(fact_record("engine-fault", engine.spec.id, fault.to_dict()))
 
 
 def _note_mirrors(config: pytest.Config) -> None:

@@ -204,6 +204,7 @@ def render_markdown(document: dict[str, Any]) -> str:
 
     _between_engines(document, add)
     _leaks(document, add)
+    _faults(document, add)
     _cross_load(document, add)
     _sizes(document, add)
     _import_losses(document, add)
@@ -300,6 +301,19 @@ def _leaks(document: dict[str, Any], add) -> None:
                          for i, t in kept.items()) or "nothing", 600),
                      ", ".join(f"{k} {v:+,}" for k, v in delta.items() if v) or "nothing"])
     add(_table(rows, ["engine", "left by the suite", "images the engine kept", "engine usage, after − before"]))
+    add("")
+
+
+def _faults(document: dict[str, Any], add) -> None:
+    found = document.get("faults") or []
+    if not found:
+        return
+    add("## Engine faults\n")
+    add("Engines that died, went away or stopped during the run. Their remaining tests failed at once with "
+        "the same line; the other engines' results above are complete.\n")
+    add(_table([[f["engine"], f["kind"], f["when"], _cell(f["during"], 120), _cell(f["line"], 200),
+                 _cell(" / ".join(f.get("log_tail") or [])[-300:], 300)] for f in found],
+               ["engine", "what", "when (UTC)", "during", "", "the daemon's last log lines"]))
     add("")
 
 

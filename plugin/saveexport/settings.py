@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .engines import DEFAULT_TIMEOUT_S
+from .operations import DEFAULT_STALL_S
 from .errors import UsageError
 from .subject import DEFAULT_IMAGE, DEFAULT_SECOND_IMAGE, DEFAULT_SUITE, SOURCES, default_cache_dir
 
@@ -31,6 +32,8 @@ OPTIONS: dict[str, tuple[str, object, object]] = {
     "report_dir": ("where the evidence report (Markdown + JSON) is written", "reports", "str"),
     "timeout": ("seconds one engine request may take (saving or loading hundreds of MB)",
                 DEFAULT_TIMEOUT_S, "int"),
+    "stall_timeout": ("seconds an archive stream may go with no bytes moving and no work by the engine's own "
+                      "processes before the engine is judged hung (stopped or unresponsive)", DEFAULT_STALL_S, "int"),
     "cache_dir": ("where offline builds keep their logs and temporary roots", str(default_cache_dir()), "str"),
     "debian_suite": ("Debian suite of the offline stand-in's base root", DEFAULT_SUITE, "str"),
     "debian_mirror": ("Debian mirror for every fetch (stand-ins, engine builds, Compose, .debs); default: the "
@@ -38,6 +41,8 @@ OPTIONS: dict[str, tuple[str, object, object]] = {
     "baseline": ("an evidence JSON of an earlier run: fail when an engine's behaviour differs from it",
                  None, "str"),
     "keep_archives": ("keep the save/export archives after the run (their path is reported)", False, "bool"),
+    "archive_dir": ("where the run's save/export archives are written (a folder of the run's own is made below "
+                    "it); default: a temporary directory", None, "str"),
 }
 
 
@@ -70,11 +75,13 @@ class Settings:
     image_source: str
     report_dir: Path
     timeout: int
+    stall_timeout: int
     cache_dir: Path
     debian_suite: str
     debian_mirror: str | None
     baseline: str | None
     keep_archives: bool
+    archive_dir: str | None
     debian_mirror_origin: str = "apt's configuration"  # where debian_mirror came from, for the report
 
 
