@@ -93,6 +93,7 @@ def make_repo(root: Path, suites=("bullseye",), packages=("setiny",), origin: st
         (dists / "InRelease").write_bytes(_gpg(home, "--clearsign", "--digest-algo", "SHA256", stdin=release.encode()))
         (dists / "Release.gpg").write_bytes(_gpg(home, "--armor", "--detach-sign", "--digest-algo", "SHA256",
                                                  stdin=release.encode()))
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
     return Repo(root, keyring, armored, tuple(suites), installed)
 
 

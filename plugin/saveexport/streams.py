@@ -33,12 +33,17 @@ CHUNK = 1 << 20
 SAMPLE_S = 0.5
 
 
-class Refused(docker.errors.APIError):
-    """The daemon answered the stream's request with an error status."""
-
-    def __init__(self, status: int, reason: str, url: str, explanation: str):
-        super().__init__(explanation, response=SimpleNamespace(status_code=status, reason=reason, url=url),
-                         explanation=explanation)
+def refusal(status: int, reason: str, url: str, explanation: str) -> docker.errors.APIError:
+    """The daemon's refusal as docker-py raises it (create_api_error_from_http_exception), so outcomes name
+    the same exception types whichever path a request took: NotFound, ImageNotFound or APIError."""
+    cls = docker.errors.APIError
+    if status == 404:
+        words = explanation.lower()
+        cls = docker.errors.ImageNotFound if any(msg in words for msg in (
+            "no such image", "not found: does not exist or no pull access", "repository does not exist",
+            "was found but does not match the specified platform")) else docker.errors.NotFound
+    response = SimpleNamespace(status_code=status, reason=reason, url=url)
+    return cls(f"{status} {reason}: {explanation}", response=response, explanation=explanation)
 
 
 class Broken(docker.errors.DockerException):
@@ -191,13 +196,13 @@ def _url(engine, path: str, params: dict[str, Any] | None) -> str:
     return f"/v{engine.api._version}{path}" + (f"?{query}" if query else "")
 
 
-def _refusal(response: http.client.HTTPResponse, url: str) -> Refused:
+def _refusal(response: http.client.HTTPResponse, url: str) -> docker.errors.APIError:
     body = response.read(64 * 1024).decode(errors="replace")
     try:
         message = json.loads(body).get("message") or body
-    except ValueError:
+    except (ValueError, AttributeError):
         message = body
-    return Refused(response.status, response.reason, url, message.strip())
+    return refusal(response.status, response.reason, url, str(message).strip())
 
 
 class Stream:
@@ -245,6 +250,8 @@ class Stream:
                     return
                 self.watchdog.moved += len(chunk)
                 yield chunk
+        except docker.errors.APIError:  # the daemon's refusal (requests' HTTPError is an OSError too)
+            raise
         except (OSError, http.client.HTTPException) as exc:
             self._stalled(exc)
 
@@ -285,5 +292,7 @@ class Stream:
                     yield item
             if pending.strip():
                 yield {"stream": pending.strip()}
+        except docker.errors.APIError:  # the daemon's refusal (requests' HTTPError is an OSError too)
+            raise
         except (OSError, http.client.HTTPException) as exc:
             self._stalled(exc)
