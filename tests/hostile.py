@@ -14,7 +14,7 @@ import tarfile
 from pathlib import Path
 from typing import Callable
 
-from tarmaker import config_for, layer_bytes, legacy_save, oci_save
+from tarmaker import config_for, gcr_tarball, layer_bytes, oci_save, with_member_first
 
 BASE = [("bin/",), ("bin/sh", b"#!" * 50), ("etc/",), ("etc/passwd", b"root:x:0:0\n")]
 TOP = [("etc/",), ("etc/.wh.passwd", b""), ("tmp/",), ("tmp/x", b"x")]
@@ -23,7 +23,26 @@ TOP = [("etc/",), ("etc/.wh.passwd", b""), ("tmp/",), ("tmp/x", b"x")]
 def _tar(path: Path, members: list[tuple]) -> Path:
     """members: (name, data) regular files, (name, None) directories, (name, "->", target) symlinks,
     (name, "=>", target) hard links, or a ready TarInfo with data."""
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+    with open(path, "wb") as out:
+        _tar_into(out, members)
+    return path
+
+
+def _layer_of(members: list[tuple]) -> bytes:
+    """A layer's bytes, members as for _tar."""
+    buffer = io.BytesIO()
+    _tar_into(buffer, members)
+    return buffer.getvalue()
+
+
+def _device(name: str, kind: bytes = tarfile.CHRTYPE, major: int = 0, minor: int = 0) -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type, info.devmajor, info.devminor, info.mode = kind, major, minor, 0o660
+    return (info, None)
+
+
+def _tar_into(fileobj, members: list[tuple]) -> None:
+    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for item in members:
             if isinstance(item[0], tarfile.TarInfo):
                 tar.addfile(item[0], io.BytesIO(item[1]) if item[1] is not None else None)
@@ -39,7 +58,6 @@ def _tar(path: Path, members: list[tuple]) -> Path:
             else:
                 info.size = len(item[1])
                 tar.addfile(info, io.BytesIO(item[1]))
-    return path
 
 
 def _legacy(path: Path, manifest, *, layers=None, config=None, extra=()) -> Path:
@@ -216,11 +234,139 @@ CASES: list[tuple[str, Callable[[Path], Path], int]] = [
     # fine, though unusual
     ("xz-compressed-save", lambda t: _xz(_legacy(t / "s.tar", _good_manifest), t / "s.tar.xz"), 0),
     ("zstd-compressed-oci", lambda t: _zst(_oci(t), t / "o.tar.zst"), 0),
-    ("export-with-devices-fifos-setuid", _special_export, 0),
+    # empty and hollow: nothing in, nothing to say but that
+    ("tar-of-zero-blocks", lambda t: _write(t / "z.tar", bytes(10240)), 2),
+    ("gzip-of-zeros", lambda t: _write(t / "z.tar.gz", gzip.compress(bytes(10240))), 2),
+    ("manifest-empty-list", lambda t: _legacy(t / "s.tar", []), 2),
+    ("oci-index-manifests-null", lambda t: _index_says(t, None), 2),
+    ("oci-index-manifests-empty", lambda t: _index_says(t, []), 2),
+    ("oci-index-to-an-empty-index", lambda t: _index_to_index(t, []), 2),
+    ("oci-index-only-missing-platforms", lambda t: _index_to_index(t, [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "e" * 64, "size": 9,
+         "platform": {"os": "linux", "architecture": "arm64"}}]), 2),
+    # go-containerregistry's layout, made hostile
+    ("gcr-config-climbs-out", lambda t: _gcr_manifest(t, lambda m: [dict(m[0], Config="../" + m[0]["Config"])]), 2),
+    ("gcr-layer-is-text", lambda t: _gcr_manifest(t, lambda m: [dict(m[0], Layers=["notes.txt"])],
+                                                  extra=[("notes.txt", b"just some text, not a layer\n" * 40)]), 2),
+    ("gcr-layer-name-lies", lambda t: _gcr_renamed_layer(t), 1),
+    ("manifest-held-twice", lambda t: _held_twice(t), 1),
+    # unsafe members inside image layers: readable, so exit 1, each with its code
+    ("layer-member-climbs", lambda t: _unsafe_layer(t, [("../../evil.txt", b"x")]), 1),
+    ("layer-member-absolute", lambda t: _unsafe_layer(t, [("/etc/cron.d/x", b"* * * * * root sh\n")]), 1),
+    ("layer-hardlink-climbs", lambda t: _unsafe_layer(t, [("etc/", None), ("etc/shadow", b"s"),
+                                                          ("etc/copy", "=>", "../../../etc/shadow")]), 1),
+    ("layer-hardlink-before-its-target", lambda t: _unsafe_layer(t, [("a", "=>", "b"), ("b", b"b")]), 1),
+    ("layer-writes-through-its-own-symlink", lambda t: _unsafe_layer(t, [("etc", "->", "/etc"),
+                                                                         ("etc/evil.conf", b"x")]), 1),
+    ("layer-writes-through-a-lower-symlink", lambda t: _legacy(t / "s.tar", _good_manifest, layers=[
+        _layer_of([("etc", "->", "/etc")]), _layer_of([("etc/evil.conf", b"x")])]), 1),
+    ("layer-symlink-climbs-out", lambda t: _unsafe_layer(t, [("usr/", None), ("usr/x", "->", "../../../../etc")]), 1),
+    ("layer-block-device", lambda t: _unsafe_layer(t, [("dev/", None), _device("dev/sda", tarfile.BLKTYPE, 8, 0)]), 1),
+    ("layer-char-device-misnamed", lambda t: _unsafe_layer(t, [("dev/", None), _device("dev/null", major=1, minor=1)]), 1),
+    ("layer-fifo", lambda t: _unsafe_layer(t, [("run/", None), _device("run/initctl", tarfile.FIFOTYPE)]), 1),
+    ("outer-member-climbs", lambda t: _legacy(t / "s.tar", _good_manifest, extra=[("../outside", b"x")]), 1),
+    ("export-with-devices-fifos-setuid", _special_export, 1),
     ("export-with-climbing-names", lambda t: _tar(t / "x.tar", [("../../etc/evil", b"x"), ("/abs/evil", b"y"),
                                                                 ("ok/", None), ("ok/link", "->", "../../../etc"),
-                                                                ("ok/hard", "=>", "/etc/passwd")]), 0),
+                                                                ("ok/hard", "=>", "/etc/passwd")]), 1),
+    # fine: what real roots hold
+    ("layer-standard-devices", lambda t: _unsafe_layer(t, [("dev/", None), _device("dev/null", major=1, minor=3),
+                                                           _device("dev/console", major=5, minor=1)]), 0),
+    ("layer-symlink-replaced-by-a-directory", lambda t: _legacy(t / "s.tar", _good_manifest, layers=[
+        _layer_of([("etc", "->", "/etc")]), _layer_of([("etc/", None), ("etc/app.conf", b"x")])]), 0),
+    ("layer-symlink-whited-out", lambda t: _legacy(t / "s.tar", _good_manifest, layers=[
+        _layer_of([("etc", "->", "/etc")]), _layer_of([(".wh.etc", b""), ("etc/", None), ("etc/app.conf", b"x")])]), 0),
+    ("layer-relative-symlinks-inside", lambda t: _unsafe_layer(t, [("usr/", None), ("usr/lib/", None),
+                                                                   ("lib", "->", "usr/lib"),
+                                                                   ("usr/lib/x", "->", "../../etc/x")]), 0),
+    ("export-with-a-container-root", lambda t: _tar(t / "root.tar", [
+        ("dev/", None), ("dev/console", b""), ("dev/pts/", None), ("dev/shm/", None), _device("dev/null", major=1, minor=3),
+        ("etc/", None), ("etc/mtab", "->", "/proc/mounts"), ("proc/", None), ("sys/", None), (".dockerenv", b""),
+        ("bin", "->", "usr/bin"), ("usr/", None), ("usr/bin/", None), ("usr/bin/sh", b"#!")]), 0),
 ]
+
+# what each unsafe case must be named by (inspect --json): code, and the layer it is in ("" outside layers)
+CODES = {
+    "layer-member-climbs": ("unsafe-name", "l1/layer.tar"), "layer-member-absolute": ("unsafe-name", "l1/layer.tar"),
+    "layer-hardlink-climbs": ("hardlink-outside-layer", "l1/layer.tar"),
+    "layer-hardlink-before-its-target": ("hardlink-outside-layer", "l1/layer.tar"),
+    "layer-writes-through-its-own-symlink": ("written-through-symlink", "l1/layer.tar"),
+    "layer-writes-through-a-lower-symlink": ("written-through-symlink", "l1/layer.tar"),
+    "layer-symlink-climbs-out": ("symlink-climbs-out", "l1/layer.tar"),
+    "layer-block-device": ("device-node", "l1/layer.tar"), "layer-char-device-misnamed": ("device-node", "l1/layer.tar"),
+    "layer-fifo": ("device-node", "l1/layer.tar"), "outer-member-climbs": ("unsafe-name", ""),
+    "export-with-devices-fifos-setuid": ("device-node", ""), "export-with-climbing-names": ("unsafe-name", ""),
+    "gcr-layer-name-lies": ("blob-digest-mismatch", None), "manifest-held-twice": ("member-held-twice", None),
+}
+
+
+def _unsafe_layer(tmp: Path, members: list[tuple]) -> Path:
+    """A save archive whose second layer holds `members`."""
+    return _legacy(tmp / "s.tar", _good_manifest, layers=[layer_bytes(BASE), _layer_of(members)])
+
+
+def _index_says(tmp: Path, manifests) -> Path:
+    return _rewrite(_oci(tmp, docker_manifest=False), tmp / "o.tar", lambda n, d: json.dumps(
+        {"schemaVersion": 2, "manifests": manifests}).encode() if n == "index.json" else d)
+
+
+def _index_to_index(tmp: Path, children: list) -> Path:
+    """index.json names an image index (as containerd's store saves) whose own list is `children`."""
+    inner = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": children}).encode()
+    digest = hashlib.sha256(inner).hexdigest()
+    path = _index_says(tmp, [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": f"sha256:{digest}",
+                              "size": len(inner)}])
+    with tarfile.open(path, "a") as tar:
+        info = tarfile.TarInfo(f"blobs/sha256/{digest}")
+        info.size = len(inner)
+        tar.addfile(info, io.BytesIO(inner))
+    return path
+
+
+def _gcr(tmp: Path) -> Path:
+    return gcr_tarball(tmp / "gcr-src.tar", [(["hostile:1"], [layer_bytes(BASE), layer_bytes(TOP)])])
+
+
+def _gcr_manifest(tmp: Path, change, extra=()) -> Path:
+    path = _rewrite(_gcr(tmp), tmp / "g.tar", lambda n, d: json.dumps(change(json.loads(d))).encode()
+                    if n == "manifest.json" else d)
+    with tarfile.open(path, "a") as tar:
+        for name, data in extra:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _gcr_renamed_layer(tmp: Path) -> Path:
+    """A layer under another layer's digest name: its bytes no longer hash to what its name says."""
+    src = _gcr(tmp)
+    with tarfile.open(src) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    first, second = manifest[0]["Layers"]
+    swapped = {first: second, second: first}
+
+    def rename(name):
+        return swapped.get(name, name)
+
+    path = tmp / "g.tar"
+    with tarfile.open(src) as old, tarfile.open(path, "w") as new:
+        for info in old:
+            data = old.extractfile(info).read()
+            if info.name == "manifest.json":
+                data = json.dumps([dict(manifest[0], Layers=[second, first])]).encode()
+                info.size = len(data)
+            info.name = rename(info.name)
+            new.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _held_twice(tmp: Path) -> Path:
+    """manifest.json twice: a decoy first, the real one last (the one tar extraction and docker load take)."""
+    src = _legacy(tmp / "s.tar", _good_manifest)
+    decoy = json.dumps([{"Config": "nothing.json", "RepoTags": ["decoy:1"], "Layers": []}]).encode()
+    return with_member_first(src, tmp / "twice.tar", "manifest.json", decoy)
 
 
 def _write(path: Path, data: bytes) -> Path:

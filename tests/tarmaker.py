@@ -6,9 +6,13 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
+import threading
 from pathlib import Path
 from typing import Iterable, Union
+
+from saveexport.archives import Archive
 
 # An item: ("path", b"content") for a file, ("path/",) for a directory, ("path", "->", "target") for a
 # symlink, ("path", "=>", "target") for a hard link, ("path", "char") for a character device.
@@ -83,9 +87,9 @@ def legacy_save(path: Path, layers: list[bytes], tags=("example:1",), duplicate_
         names, first = [], None
         for index, layer in enumerate(layers):
             folder = hashlib.sha256(b"%d" % index + layer).hexdigest()
-            if podman:
-                _add(tar, folder + ".tar", layer)
-                names.append(folder + ".tar")
+            if podman:  # containers/image names a layer by its digest (physicalLayerPath)
+                _add(tar, hashlib.sha256(layer).hexdigest() + ".tar", layer)
+                names.append(hashlib.sha256(layer).hexdigest() + ".tar")
                 continue
             _add(tar, folder + "/")
             _add(tar, folder + "/VERSION", b"1.0")
@@ -142,3 +146,210 @@ def oci_save(path: Path, layers: list[bytes], tag: str = "example:1", docker_man
 def rootfs(path: Path, items: Iterable[Item]) -> Path:
     path.write_bytes(layer_bytes(items))
     return path
+
+
+# -- the layouts other writers produce, built from each writer's source (see each docstring) ----------------
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _member(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, mode: int = 0o644,
+            symlink: str | None = None, directory: bool = False) -> None:
+    info = tarfile.TarInfo(name)
+    info.mode = mode
+    if symlink is not None:
+        info.type, info.linkname = tarfile.SYMTYPE, symlink
+    elif directory:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    else:
+        info.size = len(data or b"")
+    tar.addfile(info, io.BytesIO(data or b"") if info.isreg() else None)
+
+
+def gcr_tarball(path: Path, images: list[tuple[list[str], list[bytes]]]) -> Path:
+    """go-containerregistry's pkg/v1/tarball (crane pull, ko, kaniko --tar-path, rules_oci): per image its
+    config as `sha256:<hex>` (no .json), then its layers as `<hex>.tar.gz` named by the compressed digest,
+    each stored once however many images list it; `manifest.json` LAST, its entries sorted by their
+    RepoTags joined; mode 0644, no directories, no repositories file (write.go, writeImagesToTar)."""
+    manifest, seen = [], set()
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for tags, layers in images:
+            layers = [layer if layer[:2] == b"\x1f\x8b" else gzip.compress(layer, mtime=0) for layer in layers]
+            config = json.dumps(config_for(layers), separators=(",", ":")).encode()
+            _member(tar, "sha256:" + _sha(config), config)
+            files = []
+            for layer in layers:
+                files.append(_sha(layer) + ".tar.gz")
+                if files[-1] not in seen:
+                    seen.add(files[-1])
+                    _member(tar, files[-1], layer)
+            manifest.append({"Config": "sha256:" + _sha(config), "RepoTags": list(tags), "Layers": files})
+        manifest.sort(key=lambda item: ",".join(item["RepoTags"]))
+        _member(tar, "manifest.json", json.dumps(manifest, separators=(",", ":")).encode())
+    return path
+
+
+def containers_image_docker_archive(path: Path, images: list[tuple[list[str], list[bytes]]]) -> Path:
+    """containers/image's docker-archive (podman save, skopeo copy … docker-archive:, buildah push):
+    layers decompressed and stored at the top level as `<hex>.tar` as they arrive, then the config as
+    `<hex>.json`, then per layer a legacy `<id>/` with `layer.tar` a symlink to `../<hex>.tar`, `VERSION`
+    and `json`; `manifest.json` and `repositories` at Close (docker/internal/tarfile/writer.go); files 0444,
+    no directories."""
+    manifest, repositories, sent = [], {}, set()
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for tags, layers in images:
+            layers = [uncompressed(layer) for layer in layers]
+            for layer in layers:
+                if _sha(layer) not in sent:
+                    sent.add(_sha(layer))
+                    _member(tar, _sha(layer) + ".tar", layer, mode=0o444)
+            config = json.dumps(config_for(layers)).encode()
+            _member(tar, _sha(config) + ".json", config, mode=0o444)
+            parent, chain = "", ""
+            for layer in layers:
+                chain = "sha256:" + _sha(layer) if not chain else "sha256:" + _sha(f"{chain} sha256:{_sha(layer)}".encode())
+                layer_id = _sha((parent + chain).encode())
+                if layer_id not in sent:
+                    sent.add(layer_id)
+                    _member(tar, f"{layer_id}/layer.tar", symlink=f"../{_sha(layer)}.tar", mode=0o777)
+                    _member(tar, f"{layer_id}/VERSION", b"1.0", mode=0o444)
+                    _member(tar, f"{layer_id}/json", json.dumps({"id": layer_id, **({"parent": parent} if parent else {})}).encode(), mode=0o444)
+                parent = layer_id
+            for tag in tags:
+                name, _, version = tag.rpartition(":")
+                repositories.setdefault(name, {})[version] = parent
+            manifest.append({"Config": _sha(config) + ".json", "RepoTags": list(tags),
+                             "Layers": [_sha(layer) + ".tar" for layer in layers]})
+        _member(tar, "manifest.json", json.dumps(manifest).encode(), mode=0o444)
+        _member(tar, "repositories", json.dumps(repositories).encode(), mode=0o444)
+    return path
+
+
+def _compressed(layer: bytes, compression: str | None) -> tuple[bytes, str]:
+    raw = uncompressed(layer)
+    if compression == "gzip":
+        return gzip.compress(raw, mtime=0), "application/vnd.oci.image.layer.v1.tar+gzip"
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(raw), "application/vnd.oci.image.layer.v1.tar+zstd"
+    return raw, "application/vnd.oci.image.layer.v1.tar"
+
+
+def oci_archive(path: Path, layers: list[bytes], *, tag: str | None = "example:1", compression: str | None = "gzip",
+                platforms: tuple[str, ...] = (), missing_platforms: tuple[str, ...] = (),
+                attestation: bool = False, docker_manifest: bool = False, image_name: str | None = None,
+                empty_oci_layers: bool = False) -> Path:
+    """An OCI image layout in a tar.
+
+    - containers/image's oci-archive (podman save --format oci-archive, skopeo copy … oci-archive:,
+      buildah push … oci-archive:): the layout written to a directory and tarred in walk order (`blobs/`,
+      `blobs/sha256/<hex>` sorted, `index.json`, `oci-layout`), layers gzip- (or with
+      --dest-compress-format zstd-) compressed, the tag in `org.opencontainers.image.ref.name`.
+    - `platforms`: containerd's store (Docker 25+ with the containerd image store): index.json names the
+      image's own index (`io.containerd.image.name`), which names one manifest per platform; a save holds
+      only the platforms that were pulled (`missing_platforms` are named but absent) and BuildKit's
+      attestation manifests; `docker_manifest` adds Docker's manifest.json for what is held.
+    - `empty_oci_layers`: Docker 25.0 (moby image/tarexport/save.go) wrote OCI manifests whose layers
+      list held only foreign layers, so it is empty; its manifest.json lists them.
+    """
+    blobs: dict[str, bytes] = {}
+
+    def put(data: bytes) -> dict:
+        blobs[_sha(data)] = data
+        return {"digest": "sha256:" + _sha(data), "size": len(data)}
+
+    stored = [_compressed(layer, compression) for layer in layers]
+    config = json.dumps(config_for([s for s, _ in stored])).encode()
+    layer_descriptors = [dict(put(data), mediaType=media) for data, media in stored]
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": dict(put(config), mediaType="application/vnd.oci.image.config.v1+json"),
+                "layers": [] if empty_oci_layers else layer_descriptors}
+    manifest_descriptor = dict(put(json.dumps(manifest).encode()), mediaType=manifest["mediaType"])
+    annotations = {}
+    if tag:
+        annotations["org.opencontainers.image.ref.name"] = tag.rsplit(":", 1)[-1] if image_name else tag
+    if image_name:
+        annotations["io.containerd.image.name"] = image_name
+    if platforms:
+        os_, arch = platforms[0].split("/")
+        children = [dict(manifest_descriptor, platform={"os": os_, "architecture": arch})]
+        for other in missing_platforms:
+            fake = json.dumps({"schemaVersion": 2, "platform": other}).encode()  # named, never stored
+            children.append({"mediaType": manifest["mediaType"], "digest": "sha256:" + _sha(fake), "size": len(fake),
+                             "platform": dict(zip(("os", "architecture"), other.split("/")))})
+        if attestation:
+            statement = put(b'{"_type": "https://in-toto.io/Statement/v0.1"}')
+            att_config = put(b'{"architecture": "unknown", "os": "unknown", "rootfs": {"type": "layers", "diff_ids": []}}')
+            att = {"schemaVersion": 2, "mediaType": manifest["mediaType"],
+                   "config": dict(att_config, mediaType="application/vnd.oci.image.config.v1+json"),
+                   "layers": [dict(statement, mediaType="application/vnd.in-toto+json")]}
+            children.append(dict(put(json.dumps(att).encode()), mediaType=manifest["mediaType"],
+                                 platform={"os": "unknown", "architecture": "unknown"},
+                                 annotations={"vnd.docker.reference.type": "attestation-manifest",
+                                              "vnd.docker.reference.digest": manifest_descriptor["digest"]}))
+        image_index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": children}
+        top = dict(put(json.dumps(image_index).encode()), mediaType=image_index["mediaType"])
+    else:
+        top = manifest_descriptor
+    if annotations:
+        top["annotations"] = annotations
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [top]}
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        _member(tar, "blobs", directory=True)
+        _member(tar, "blobs/sha256", directory=True)
+        for digest in sorted(blobs):
+            _member(tar, f"blobs/sha256/{digest}", blobs[digest])
+        _member(tar, "index.json", json.dumps(index).encode())
+        if docker_manifest:
+            _member(tar, "manifest.json", json.dumps([{
+                "Config": "blobs/sha256/" + manifest["config"]["digest"].split(":")[1],
+                "RepoTags": [image_name or tag] if tag else [],
+                "Layers": ["blobs/sha256/" + d["digest"].split(":")[1] for d in layer_descriptors]}]).encode())
+        _member(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+    return path
+
+
+def reordered(src: Path, dst: Path, key) -> Path:
+    """The same members in another order (e.g. manifest.json first or last), streamed."""
+    with tarfile.open(src) as old:
+        members = sorted(old.getmembers(), key=key)
+        with tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as new:
+            for info in members:
+                new.addfile(info, old.extractfile(info) if info.isreg() else None)
+    return dst
+
+
+def with_member_first(src: Path, dst: Path, name: str, data: bytes) -> Path:
+    """A copy of `src` with one more member in front (a decoy a reader that stops early would take)."""
+    with tarfile.open(src) as old, tarfile.open(dst, "w") as new:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        new.addfile(info, io.BytesIO(data))
+        for member in old:
+            new.addfile(member, old.extractfile(member) if member.isreg() else None)
+    return dst
+
+
+def through_pipe(tmp_path, path, **kw):
+    """Archive() on a named pipe the archive is written into: one pass, no seeking."""
+    fifo = tmp_path / "pipe"
+    if fifo.exists():
+        fifo.unlink()
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb", buffering=0) as out, open(path, "rb") as src:
+            while chunk := src.read(1 << 16):
+                try:
+                    out.write(chunk)
+                except BrokenPipeError:
+                    return
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        return Archive(fifo, **kw)
+    finally:  # a reader that gave up early closed the pipe: the writer's next write fails and it returns
+        writer.join(10)

@@ -6,11 +6,12 @@ import io
 import posixpath
 import tarfile
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from tarmaker import layer_bytes, legacy_save, oci_save
+from tarmaker import layer_bytes, legacy_save, oci_save, through_pipe
 
 from saveexport.archives import Archive, flatten, verify
+from saveexport.archives.entries import normalise
 from saveexport.errors import ArchiveError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -119,3 +120,83 @@ def test_flatten_agrees_with_the_plain_reading_of_the_rules(tmp_path, layers):
     assert not any(p.rsplit("/", 1)[-1].startswith(".wh.") for p in flat.files)
     applied = sum(layer.content_bytes for layer in image.layers)
     assert flat.content_bytes + flat.shadowed_bytes == applied
+
+
+NAMES = st.one_of(st.sampled_from(["sha256:", "layer", "blobs/sha256/", "x/y/", "."]),
+                  st.text("abcdef0123456789:._-", min_size=1, max_size=12))
+
+
+@FUZZ
+@given(order=st.permutations(range(4)), names=st.lists(NAMES, min_size=3, max_size=3, unique=True),
+       packed=st.booleans())
+def test_referenced_members_are_found_whatever_their_names_and_order(tmp_path, order, names, packed):
+    """go-containerregistry writes config and layers under names of its own and manifest.json last; any
+    writer may. Whatever the names and the order, the reader finds what manifest.json references."""
+    import gzip as gz
+    import io as _io
+    import json as _json
+
+    layers = [layer_bytes([("bin/",), ("bin/sh", b"#!" * 40)]), layer_bytes([("bin/",), ("bin/.wh.sh", b"")],
+                                                                           compress=True)]
+    from tarmaker import config_for
+
+    config = _json.dumps(config_for(layers)).encode()
+    config_name, first, second = names
+    keys = {normalise(n) for n in names} | {"manifest.json"}
+    assume(len(keys) == 4 and "" not in keys and not any(n.startswith("/") or ".." in n.split("/") for n in names))
+    manifest = _json.dumps([{"Config": config_name, "RepoTags": ["f:1"], "Layers": [first, second]}]).encode()
+    members = [(config_name, config), (first, layers[0]), (second, layers[1]), ("manifest.json", manifest)]
+    path = tmp_path / "any.tar"
+    with tarfile.open(path, "w") as tar:
+        for index in order:
+            name, data = members[index]
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, _io.BytesIO(data))
+    if packed:
+        path.with_suffix(".gz").write_bytes(gz.compress(path.read_bytes()))
+        path = path.with_suffix(".gz")
+    archive = Archive(path)
+    image = archive.images[0]
+    assert [layer.compression for layer in image.layers] == ["none", "gzip"]
+    assert verify(archive) == []
+
+
+MEMBER_NAMES = st.sampled_from(["etc", "etc/x", "../x", "/abs", "a/../../b", "dev/null", "dev/sda", "usr/lib",
+                                "lib", "lib/x", ".wh.etc", "etc/.wh..wh..opq", "ok"])
+KIND = st.sampled_from(["file", "dir", "symlink", "hardlink", "char", "fifo"])
+LINK = st.sampled_from(["/etc", "../../..", "usr/lib", "etc/x", "x", "../x", "/"])
+
+
+def _hostile_layer(members) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, kind, link in members:
+            info = tarfile.TarInfo(name)
+            info.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE,
+                         "hardlink": tarfile.LNKTYPE, "char": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+            if kind in ("symlink", "hardlink"):
+                info.linkname = link
+            if kind == "char":
+                info.devmajor, info.devminor = (1, 3) if name == "dev/null" else (8, 0)
+            tar.addfile(info, io.BytesIO(b"") if kind == "file" else None)
+    return buffer.getvalue()
+
+
+@FUZZ
+@given(layers=st.lists(st.lists(st.tuples(MEMBER_NAMES, KIND, LINK), max_size=8), min_size=1, max_size=3))
+def test_every_climbing_name_and_device_is_named_and_file_and_pipe_agree(tmp_path, layers):
+    """Whatever the layers hold: each absolute or climbing name and each device other than the standard
+    ones is a violation naming its layer; reading from a pipe gives the same verdicts as from the file."""
+    path = legacy_save(tmp_path / "h.tar", [_hostile_layer(items) for items in layers])
+    archive = Archive(path)
+    found = {(v.code, v.layer, v.member) for v in verify(archive)}
+    for image in archive.images:
+        for layer, items in zip(image.layers, layers):
+            for name, kind, _ in items:
+                if name.startswith("/") or ".." in name.split("/"):
+                    assert any(c == "unsafe-name" and lay == layer.member for c, lay, _ in found)
+                if kind == "fifo" or (kind == "char" and name != "dev/null"):
+                    assert any(c == "device-node" and lay == layer.member for c, lay, _ in found)
+    piped = through_pipe(tmp_path, path)
+    assert {(v.code, v.layer, v.member) for v in verify(piped)} == found

@@ -4,6 +4,7 @@ time and memory, and extraction that never writes outside its target."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import stat
 import subprocess
@@ -11,11 +12,11 @@ import sys
 import time
 
 import pytest
-from hostile import BASE, CASES, _legacy, _good_manifest, _special_export, _tar
+from hostile import BASE, CASES, CODES, _good_manifest, _legacy, _special_export, _tar
 from tarmaker import layer_bytes, legacy_save
 
 from saveexport import cli
-from saveexport.archives import Archive, flatten
+from saveexport.archives import Archive, flatten, verify
 from saveexport.archives.extract import extract
 from saveexport.archives.source import Limits
 from saveexport.errors import ArchiveError
@@ -124,3 +125,21 @@ def test_extract_into_a_non_empty_directory_is_refused(tmp_path):
     with pytest.raises(ArchiveError, match="not empty"):
         extract(Archive(_special_export(tmp_path)), target)
     assert (target / "mine").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("name", sorted(CODES))
+def test_each_unsafe_member_is_named_by_its_code_and_layer(tmp_path, capsys, name):
+    build = next(b for n, b, _ in CASES if n == name)
+    code, layer = CODES[name]
+    assert cli.main(["inspect", "--json", str(build(tmp_path))]) == 1
+    violations = json.loads(capsys.readouterr().out)["violations"]
+    assert code in {v["code"] for v in violations}, violations
+    if layer is not None:
+        assert any(v["code"] == code and v["layer"] == layer for v in violations), violations
+
+
+def test_real_roots_raise_no_alarm_and_standard_devices_are_noted(tmp_path):
+    build = next(b for n, b, _ in CASES if n == "layer-standard-devices")
+    archive = Archive(build(tmp_path))
+    assert verify(archive) == []
+    assert any("dev/null (1:3)" in note for note in archive.notes)

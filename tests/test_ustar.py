@@ -50,7 +50,8 @@ def _walk(path) -> tuple[list[tuple], int]:
 
 def _tarfile(path) -> tuple[list[tuple], int]:
     with tarfile.open(path, "r:") as tar:
-        members = [(m.name, m.type, m.mode, m.uid, m.gid, m.size, m.linkname, m.offset_data) for m in tar]
+        members = [(m.name, m.type, m.mode, m.uid, m.gid, m.size, m.linkname, m.offset_data, m.devmajor, m.devminor)
+                   for m in tar]
         return members, tar.offset
 
 

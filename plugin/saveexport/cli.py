@@ -1,6 +1,8 @@
 """`saveexport inspect | diff | report | gc | engine`: the parts of the suite that need no pytest run.
 
-Exit codes: 0 fine, 1 verification failures (or leftovers gc could not remove), 2 unusable input.
+Exit codes: 0 fine; 1 a readable archive with violations, each named by a code (or leftovers gc could not
+remove); 2 input that cannot be read as an archive (not a tar, truncated, a bomb, a reference outside the
+archive, nothing in it).
 Every failure prints one line (`saveexport: ...`); nothing prints a traceback.
 """
 
@@ -41,11 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ins = sub.add_parser("inspect", help="what an archive is: layout, images, layers, config, verification")
-    ins.add_argument("archive", type=Path)
+    ins.add_argument("archive", type=Path, help="the archive; - for standard input (read in one pass)")
     ins.add_argument("--json", action="store_true", help="JSON for machines instead of tables")
     ins.add_argument("--plot", type=Path, metavar="PNG", help="also draw layer sizes and shadowed bytes")
     ins.add_argument("--no-digests", action="store_true",
                      help="skip hashing uncompressed layers (faster; digests are then not verified)")
+    ins.add_argument("--metadata", action="store_true",
+                     help="manifests, indexes and configs only, seeking past the layers; verifies nothing")
 
     dif = sub.add_parser("diff", help="the flattened image of a save archive against an export archive")
     dif.add_argument("save", type=Path)
@@ -93,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _inspect(args) -> int:
-    summary = inspect_archive(Archive(args.archive, hash_layers=not args.no_digests))
-    if args.plot and summary.get("images"):
+    summary = inspect_archive(Archive(args.archive, hash_layers=not args.no_digests, read_layers=not args.metadata))
+    if args.plot and summary.get("images") and not args.metadata:
         layers_png(summary, args.plot)
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -102,7 +106,16 @@ def _inspect(args) -> int:
         from .report import render_inspect
 
         print(render_inspect(summary))
-        if args.plot and summary.get("images"):
+        violations = summary["violations"]
+        if summary["layout"] == ROOTFS:  # the shared renderer lists violations for image archives only
+            print(f"\nverification: {'ok' if not violations else f'{len(violations)} violation(s)'}")
+            for v in violations:
+                print(f"  {v['code']}: {v['member']}: {v['detail']}")
+        for note in summary.get("notes") or []:
+            print(f"note: {note}")
+        if args.metadata:
+            print("metadata only: nothing was verified")
+        if args.plot and summary.get("images") and not args.metadata:
             print(f"plot: {args.plot}")
     return 1 if summary["violations"] else 0
 

@@ -6,6 +6,7 @@ import bz2
 import gzip
 import hashlib
 import lzma
+import os
 import tarfile
 from dataclasses import dataclass
 from typing import IO
@@ -32,6 +33,7 @@ class Limits:
     max_expansion: int = 1024  # uncompressed bytes per stored byte, beyond expansion_floor
     expansion_floor: int = 1 << 30
     max_index_depth: int = 4  # OCI indexes pointing to indexes
+    max_held: int = 16 << 20  # a pipe's JSON members held until its manifest is read (real ones: kilobytes)
 
 
 DEFAULT_LIMITS = Limits()
@@ -85,6 +87,51 @@ class PeekReader:
                 data += self._raw.read(size - len(data))
             return data
         return self._raw.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+
+class Region:
+    """The bytes [offset, offset + size) of an open file, read in place (pread): a seekable file of its own."""
+
+    def __init__(self, fd: int, offset: int, size: int):
+        self._fd, self._offset, self._size, self._pos = fd, offset, size, 0
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._size - self._pos
+        size = left if size is None or size < 0 else min(size, left)
+        if size <= 0:
+            return b""
+        data = os.pread(self._fd, size, self._offset + self._pos)
+        self._pos += len(data)
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self._pos = pos if whence == 0 else self._pos + pos if whence == 1 else self._size + pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
+class CountingReader:
+    """Counts the bytes read through it (the size of an archive read from a pipe)."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.count += len(data)
+        return data
 
     def readable(self) -> bool:
         return True

@@ -19,12 +19,19 @@ def inspect_archive(archive: Archive) -> dict[str, Any]:
         "image archive (docker save / podman save)", "entries": len(archive.entries),
         "unsafe_names": archive.unsafe_names[:50],
     }
+    if not archive.read_layers:  # --metadata: manifests, indexes and configs; nothing verified
+        out["images"] = [_metadata(archive, image) for image in archive.images]
+        out["violations"] = []
+        out["verified"] = False
+        out["notes"] = archive.notes
+        return out
     if archive.layout == ROOTFS:
         top = sorted({name.split("/", 1)[0] for name in archive.entries if name})
         out["rootfs"] = {"top_level": top, "file_bytes": archive.member_bytes,
                          "container_files": [p for p in (".dockerenv", "run/.containerenv", "etc/hostname",
                                                          "etc/hosts", "etc/resolv.conf") if p in archive.entries]}
-        out["violations"] = []
+        out["violations"] = [v.to_dict() for v in verify(archive)]
+        out["notes"] = archive.notes
         return out
     images = []
     for image in archive.images:
@@ -32,7 +39,9 @@ def inspect_archive(archive: Archive) -> dict[str, Any]:
         config = image.config.get("config") or {}
         layer_bytes = sum(layer.size for layer in flat.layers)
         images.append({
-            "id": image.image_id, "tags": image.repo_tags,
+            "id": image.image_id, "tags": image.repo_tags, "config_member": image.config_member,
+            "manifest_digest": image.manifest_digest, "platform": image.platform,
+            "diff_ids": list((image.config.get("rootfs") or {}).get("diff_ids") or []),
             "config": {key: config.get(key) for key in RUN_CONFIG if config.get(key)},
             "layers": [dict(stat.to_dict(), digest=layer.digest, diff_id=layer.diff_id,
                             uncompressed_size=layer.uncompressed_size)
@@ -43,7 +52,17 @@ def inspect_archive(archive: Archive) -> dict[str, Any]:
     out["images"] = images
     out["violations"] = [v.to_dict() for v in verify(archive)]
     out["digests_checked"] = archive.hash_layers
+    out["notes"] = archive.notes
     return out
+
+
+def _metadata(archive: Archive, image) -> dict[str, Any]:
+    config = image.config.get("config") or {}
+    return {"id": image.image_id, "tags": image.repo_tags, "config_member": image.config_member,
+            "manifest_digest": image.manifest_digest, "platform": image.platform,
+            "config": {key: config.get(key) for key in RUN_CONFIG if config.get(key)},
+            "diff_ids": list((image.config.get("rootfs") or {}).get("diff_ids") or []),
+            "layers": [], "layer_bytes": 0, "visible_bytes": 0, "shadowed_bytes": 0, "files": 0}
 
 
 def diff_archives(save: Archive, export: Archive, image_index: int = 0) -> dict[str, Any]:

@@ -35,6 +35,8 @@ class Header(NamedTuple):
     size: int
     linkname: str
     offset_data: int  # where the member's data starts, relative to the layer
+    devmajor: int
+    devminor: int
 
 
 class Headers:
@@ -66,10 +68,10 @@ class Headers:
                 raise Unusual("a number field that is not plain octal")  # signs, tabs, base-256: tarfile's call
             fields = NUMBERS.unpack_from(block)
             try:  # tarfile's reading: up to the first NUL, blanks around, empty is 0
-                mode, uid, gid, size, _mtime, chksum, _major, _minor = [
+                mode, uid, gid, size, _mtime, chksum, major, minor = [
                     int(field.partition(b"\0")[0] or b"0", 8) for field in fields]
             except ValueError:  # a field of blanks only (0 to tarfile), or blanks inside a number
-                mode, uid, gid, size, _mtime, chksum, _major, _minor = map(_number, fields)
+                mode, uid, gid, size, _mtime, chksum, major, minor = map(_number, fields)
             if _byte_sum(block) - sum(block[148:156]) + 256 != chksum:
                 raise Unusual("checksum")  # tarfile also accepts signed sums, and judges bad ones
             name = _text(block[0:100])
@@ -82,7 +84,7 @@ class Headers:
                 name = prefix + "/" + name
             data = pos + BLOCK
             pos = data + (-(-size // BLOCK) * BLOCK if kind in REGULAR else 0)
-            yield Header(name, kind, mode, uid, gid, size, _text(block[157:257]), data)
+            yield Header(name, kind, mode, uid, gid, size, _text(block[157:257]), data, major, minor)
 
 
 def _byte_sum(block: bytes) -> int:
