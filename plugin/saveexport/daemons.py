@@ -14,6 +14,7 @@ bridge: nothing of it stays on the machine.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -27,13 +28,55 @@ from .errors import EngineUnavailable
 
 RUN_ROOT = Path(os.environ.get("SAVEEXPORT_RUN_ROOT", "/run/saveexport"))  # sockets want short paths
 STATE_ROOT = Path(os.environ.get("SAVEEXPORT_STATE_ROOT", "/var/lib/saveexport/engines"))
+CLAIMS = RUN_ROOT / "claims"
+MAX_SLOT = 55  # the address pool 10.(200+slot).0.0/16 must stay a valid address
+
+
+def _first_free(candidates: list[str], kind: str) -> tuple[list, str]:
+    """The first candidate no live process holds, claimed by an exclusive lock (fcntl.flock: it ends
+    with the process that holds it, however that process ends)."""
+    for candidate in candidates:
+        handle = open(CLAIMS / f"{kind}-{candidate}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return [handle], candidate
+    raise EngineUnavailable(f"every private engine {kind} from {candidates[0]} on is in use by other runs on this "
+                            f"machine; wait for them or stop them (scripts/engine status)")
 
 
 class _Places:
-    """Where a private engine named `name` keeps its socket, state and log (both kinds alike)."""
+    """Where a private engine named `name` keeps its socket, state and log (both kinds alike).
+
+    Two runs on one machine may start engines of the same name and slot at once (two CI jobs, or a
+    user's run beside CI). Each claims its name and slot with a lock held while its engine runs; a
+    name or slot another live process holds is passed over for the next free one, so neither stops
+    or overwrites the other's engine. What a dead run left under a name or slot (its lock died with
+    it) is removed before the new engine starts."""
 
     name: str
     socket_name = "docker.sock"
+    slots = False  # whether it also claims a slot (bridge, subnets, exec-root)
+    index: int = 0
+
+    def _claim(self) -> None:
+        if getattr(self, "_claims", None):
+            return
+        CLAIMS.mkdir(parents=True, exist_ok=True)
+        claims, self.name = _first_free([self.name] + [f"{self.name}-{n}" for n in range(2, 100)], "name")
+        if self.slots:
+            order = [self.index] + [i for i in range(self.index + 1, MAX_SLOT + 1)] + list(range(1, self.index))
+            held, index = _first_free([str(i) for i in order], "slot")
+            claims += held
+            self.index = int(index)
+        self._claims = claims
+
+    def _release(self) -> None:
+        for handle in getattr(self, "_claims", None) or []:
+            handle.close()
+        self._claims = []
 
     @property
     def run_dir(self) -> Path:
@@ -66,6 +109,7 @@ class PrivateDockerd(_Places):
     netns: str | None = None  # a network namespace (ip netns) to run in: its bridge and containers live there
     started: float = 0.0
     process: subprocess.Popen | None = field(default=None, repr=False)
+    slots = True
 
     @property
     def bridge(self) -> str:
@@ -86,7 +130,8 @@ class PrivateDockerd(_Places):
     def start(self, wait_s: float = 60) -> str:
         if os.geteuid() != 0:
             raise EngineUnavailable(f"starting a private dockerd ({self.name}) needs root")
-        self.stop()  # leftovers of an interrupted run under the same name
+        self._claim()
+        self._clean()  # what a dead run left under this name and slot
         for path in (self.run_dir, self.data_root / "data", self.exec_root):
             path.mkdir(parents=True, exist_ok=True)
         self._bridge_up()
@@ -107,9 +152,25 @@ class PrivateDockerd(_Places):
         env.pop("DOCKER_MIN_API_VERSION", None)
         if self.min_api:
             env["DOCKER_MIN_API_VERSION"] = self.min_api
+        self._launch = (self._ns(argv), env)
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(self._ns(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=env, start_new_session=True)
+        return self._wait_until_answers(wait_s)
+
+    def restart(self, wait_s: float = 60, *, down: bool = True) -> str:
+        """Stop the daemon as a service manager would (SIGTERM) and start it again on the same data-root:
+        what an engine restarted under a running suite looks like. `down=False`: start it again only."""
+        if down and self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        argv, env = self._launch
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=env, start_new_session=True)
+        return self._wait_until_answers(wait_s)
+
+    def _wait_until_answers(self, wait_s: float) -> str:
         self.started = time.monotonic()
         deadline = self.started + wait_s
         while time.monotonic() < deadline:
@@ -125,6 +186,10 @@ class PrivateDockerd(_Places):
         raise EngineUnavailable(f"private dockerd {self.name} did not answer within {wait_s:.0f}s; log: {self.log}")
 
     def stop(self, keep_log: bool = False) -> None:
+        self._clean(keep_log)
+        self._release()
+
+    def _clean(self, keep_log: bool = False) -> None:
         pid = self._pid()
         if pid:
             try:
@@ -280,7 +345,8 @@ class PodmanService(_Places):
         if podman is None:
             raise EngineUnavailable("podman is not installed; 'apt-get install podman' (Debian) or leave it out of "
                                     "--saveexport-engine")
-        self.stop()  # leftovers of an interrupted run under the same name
+        self._claim()
+        self._clean()  # what a dead run left under this name
         for path in (self.run_dir, self.data_root):
             path.mkdir(parents=True, exist_ok=True)
         conf = self.run_dir / "containers.conf"
@@ -306,6 +372,10 @@ class PodmanService(_Places):
         raise EngineUnavailable(f"podman system service did not answer within {wait_s:.0f}s; log: {self.log}")
 
     def stop(self, keep_log: bool = False) -> None:
+        self._clean(keep_log)
+        self._release()
+
+    def _clean(self, keep_log: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -317,6 +387,9 @@ class PodmanService(_Places):
         if podman and self.data_root.exists():  # stop what still runs in the store, then drop the store
             subprocess.run([*self._argv(podman), "system", "reset", "--force"], capture_output=True, timeout=120,
                            env=self.env, check=False)
+        # a dead run's service, and conmon monitors that outlive their containers (for their exit delay)
+        _kill_using(self.data_root)
+        _kill_using(self.run_dir)
         _unmount_below(self.data_root)
         _unmount_below(self.run_dir)
         shutil.rmtree(self.data_root, ignore_errors=True)

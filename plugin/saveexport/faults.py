@@ -27,7 +27,7 @@ class Fault:
     """What happened to an engine, when, and during what; `line` is what a person reads."""
 
     engine: str
-    kind: str  # died | gone | stopped | unresponsive
+    kind: str  # died | gone | stopped | unresponsive; restarted | recovered (the run carries on)
     line: str
     when: str = ""
     during: str = ""
@@ -35,6 +35,11 @@ class Fault:
 
     def to_dict(self) -> dict:
         return dict(asdict(self), log_tail=list(self.log_tail))
+
+    @property
+    def lasting(self) -> bool:
+        """Whether the engine's remaining tests should fail with it (not when it came back)."""
+        return self.kind not in ("restarted", "recovered")
 
 
 def peer_pid(endpoint: str) -> int | None:
@@ -45,11 +50,20 @@ def peer_pid(endpoint: str) -> int | None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(PING_S)
             sock.connect(endpoint[len("unix://"):])
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            return socket_peer_pid(sock)
     except OSError:
         return None
-    pid = struct.unpack("3i", creds)[0]
-    return pid or None
+
+
+def socket_peer_pid(sock: socket.socket) -> int | None:
+    """The pid at the other end of a connected unix socket, or None for any other socket."""
+    if sock.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return struct.unpack("3i", creds)[0] or None
 
 
 def process_state(pid: int) -> str | None:
@@ -107,6 +121,11 @@ def diagnose(engine, during: str = "") -> Fault | None:
     if pid is not None:
         state = process_state(pid)
         if state is None or state == "Z":
+            successor = serving_again(engine)
+            if successor is not None:
+                engine.pid = successor
+                return Fault(label, "restarted", f"the engine {label} restarted (its process {pid} is gone; "
+                             f"{successor} serves its socket now); the run carries on with it", now, during, tail)
             return Fault(label, "died", f"the engine {label} died (its process {pid} is gone)", now, during, tail)
         if state in ("T", "t"):
             return Fault(label, "stopped", f"the engine {label} is stopped (its process {pid} is in state T)",
@@ -123,6 +142,32 @@ def diagnose(engine, during: str = "") -> Fault | None:
         return Fault(label, "unresponsive", f"the engine {label} does not answer at {endpoint} ({why})", now,
                      during, tail)
     return None
+
+
+def serving_again(engine) -> int | None:
+    """The pid of a live process other than the one we knew that answers on the engine's socket (the
+    engine restarted), or None. Quick when nothing serves it: a missing socket or a refused connection."""
+    endpoint = engine.endpoint
+    if not endpoint.startswith("unix://") or not os.path.exists(endpoint[len("unix://"):]):
+        return None
+    pid = peer_pid(endpoint)
+    if pid is None or pid == engine.pid or process_state(pid) in (None, "Z", "T", "t"):
+        return None
+    return pid if _ping(endpoint) is None else None
+
+
+def recovered(engine) -> Fault | None:
+    """For an engine that died or went away earlier in the run: is it back (restarted by someone)?"""
+    fault = engine.fault
+    if fault is None or fault.kind not in ("died", "gone"):
+        return None  # a stopped or unresponsive engine is not asked again: each ask would wait
+    successor = serving_again(engine)
+    if successor is None:
+        return None
+    engine.pid, engine.fault = successor, None
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return Fault(fault.engine, "recovered", f"the engine {fault.engine} answers again ({successor} serves its "
+                 f"socket) after it {fault.kind} ({fault.line}); the run carries on with it", now, fault.during)
 
 
 def _pid_words(pid: int | None) -> str:

@@ -111,7 +111,13 @@ def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
     before = Snapshot.take(container_engine)
     usage_before = disk_usage(container_engine)
     yield scope
+    back = faults.recovered(container_engine)  # it came back after its fault: clean up as usual
+    if back is not None:
+        engine_id = getattr(container_engine.spec, "id", container_engine.endpoint)
+        _fact(pytestconfig, "engine-fault", f"{engine_id} recovered {back.when}", back.to_dict())
     fault = container_engine.fault or faults.diagnose(container_engine, during="the run's cleanup")
+    if fault is not None and not fault.lasting:
+        fault = None  # it restarted: clean up what the run made on it
     if fault is not None:  # nothing to ask: a private engine goes with its data-root; `saveexport gc` later
         container_engine.fault = fault
         _fact(pytestconfig, "leaks", container_engine.facts.label, {

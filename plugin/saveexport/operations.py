@@ -91,7 +91,7 @@ class _Attempt:
         elif status is None and self.engine is not None and not isinstance(exc, StreamError):
             fault = self.engine.fault or faults.diagnose(self.engine, during=self.op)
             if fault is not None:
-                self.engine.fault = fault
+                self.engine.fault = fault if fault.lasting else None
                 result = dict(result, error=f"{error_type}: {str(message).strip()[:300]}")
                 error_type, message = f"saveexport.Engine{fault.kind.capitalize()}", fault.line
         return Outcome(op=self.op, ok=False, error_type=error_type, status_code=status, message=str(message).strip(),

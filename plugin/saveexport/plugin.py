@@ -160,12 +160,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """An engine that died (or went away, or is stopped) fails its remaining tests at once, with the same line."""
+    """An engine that died (or went away, or is stopped) fails its remaining tests at once, with the same
+    line, unless it answers again (restarted by someone): then the run carries on with it."""
     spec = getattr(getattr(item, "callspec", None), "params", {}).get("saveexport_engine_spec")
-    fault = item.config.stash.get(ENGINE_FAULTS, {}).get(getattr(spec, "id", None))
-    if fault is not None:
-        pytest.fail(f"{fault.line} (at {fault.when}, during {fault.during}); its remaining tests fail at once",
-                    pytrace=False)
+    faulted = item.config.stash.get(ENGINE_FAULTS, {})
+    engine = faulted.get(getattr(spec, "id", None))
+    if engine is None:
+        return
+    back = faults.recovered(engine)
+    if back is not None:
+        del faulted[spec.id]
+        _record_fault(item.config, spec.id, back)
+        return
+    fault = engine.fault
+    pytest.fail(f"{fault.line} (at {fault.when}, during {fault.during}); its remaining tests fail at once",
+                pytrace=False)
 
 
 def _engine_fault(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -181,11 +190,17 @@ def _engine_fault(item: pytest.Item, report: pytest.TestReport) -> None:
         return
     if fault.during != item.nodeid:  # the operation it happened in, within this test
         fault.during = item.nodeid + (f" ({fault.during})" if fault.during else "")
-    engine.fault = fault
-    known[engine.spec.id] = fault
+    if fault.lasting:
+        engine.fault = fault
+        known[engine.spec.id] = engine
     text = fault.line + ("\n" + "\n".join(fault.log_tail) if fault.log_tail else "")
     report.sections.append((f"engine fault: {fault.engine} (last {len(fault.log_tail)} log lines)", text))
-    item.config.stash[PENDING_FACTS].append(fact_record("engine-fault", engine.spec.id, fault.to_dict()))
+    _record_fault(item.config, engine.spec.id, fault)
+
+
+def _record_fault(config: pytest.Config, engine_id: str, fault: faults.Fault) -> None:
+    config.stash[PENDING_FACTS].append(fact_record("engine-fault", f"{engine_id} {fault.kind} {fault.when}",
+                                                   fault.to_dict()))
 
 
 def _note_mirrors(config: pytest.Config) -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -77,39 +78,72 @@ def _apt(root: Path, suite: str, mirrors: Mirrors, needed_by: str, log: Path) ->
 
 
 @contextlib.contextmanager
-def cache_lock(directory: Path):
+def cache_lock(directory: Path, name: str = ""):
     """One writer at a time in a cache directory (xdist workers, or two runs on one machine); the
-    others wait, then find what it made."""
+    others wait, then find what it made. `name`: a lock of its own for what may be made while another
+    lock of the directory is held (the stand-ins' base, made during a stand-in's build)."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as handle:
+    with open(directory / (f".lock-{name}" if name else ".lock"), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 
 def _download(package: str, suite: str, downloads: Path, root: Path, mirrors: Mirrors | None,
               needed_by: str) -> Path:
-    """`apt-get download PACKAGE/SUITE` into `downloads` (once): the newest .deb there."""
+    """`apt-get download PACKAGE/SUITE` into `downloads` (once): the newest .deb there.
+
+    apt-get writes the .deb under its final name as it arrives, so it downloads into a directory of its
+    own and the whole file is moved in: a download killed halfway leaves no .deb a later run would take."""
     found = sorted(downloads.glob(f"{package}_*.deb"))
     if found:
         return found[-1]
     log = root / "fetch.log"
     options = _apt(root, suite, mirrors or debian_mirror.choose(), needed_by, log)
     downloads.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.run(["apt-get", *options, "download", f"{package}/{suite}"], cwd=downloads, stdout=out,
-                              stderr=subprocess.STDOUT, check=False)
-    found = sorted(downloads.glob(f"{package}_*.deb"))
-    if proc.returncode != 0 or not found:
-        raise UsageError(f"apt-get download {package}/{suite} failed; full log: {log}")
-    return found[-1]
+    drop_stale(downloads)
+    with tempfile.TemporaryDirectory(dir=downloads, prefix=PARTIAL) as partial:
+        with open(log, "ab") as out:
+            proc = subprocess.run(["apt-get", *options, "download", f"{package}/{suite}"], cwd=partial, stdout=out,
+                                  stderr=subprocess.STDOUT, check=False)
+        fetched = sorted(Path(partial).glob(f"{package}_*.deb"))
+        if proc.returncode != 0 or not fetched:
+            raise UsageError(f"apt-get download {package}/{suite} failed; full log: {log}")
+        os.replace(fetched[-1], downloads / fetched[-1].name)
+    return downloads / fetched[-1].name
+
+
+PARTIAL = ".partial-"  # what a process writes before it is whole; only ever renamed into place
+
+
+def drop_stale(directory: Path, kind: str = "") -> None:
+    """What killed processes left half-written (called under the lock its writers take, so nobody is
+    writing it now)."""
+    for stale in directory.glob(PARTIAL + kind + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """A marker that says "whole" must never be seen half-written either."""
+    temporary = path.with_name(PARTIAL + path.name)
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def _download_and_unpack(package: str, suite: str, target: Path, root: Path, mirrors: Mirrors | None,
                          needed_by: str) -> tuple[Path, str]:
-    """The .deb of PACKAGE/SUITE in target/deb, unpacked with `dpkg-deb -x` into target/root."""
+    """The .deb of PACKAGE/SUITE in target/deb, unpacked with `dpkg-deb -x` into target/root.
+
+    Unpacked beside, then renamed into place: an unpack killed halfway leaves no binary that looks whole."""
     deb = _download(package, suite, target / "deb", root, mirrors, needed_by)
     unpacked = target / "root"
-    _run(["dpkg-deb", "-x", str(deb), str(unpacked)], root / "fetch.log", f"dpkg-deb -x {deb.name}")
+    drop_stale(target)
+    partial = Path(tempfile.mkdtemp(dir=target, prefix=PARTIAL))
+    try:
+        _run(["dpkg-deb", "-x", str(deb), str(partial)], root / "fetch.log", f"dpkg-deb -x {deb.name}")
+        shutil.rmtree(unpacked, ignore_errors=True)
+        os.replace(partial, unpacked)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return unpacked, deb.name.split("_")[1]
 
 
@@ -134,7 +168,7 @@ def _unpack_suite(suite: str, root: Path, mirrors: Mirrors | None, done: Path) -
         raise UsageError(f"docker.io {version} from {suite} holds no usr/sbin/dockerd")
     build = Build(version=version.split("+")[0].split("-")[0], dockerd=str(dockerd),
                   source=f"debian {suite} docker.io {version}")
-    done.write_text(json.dumps(build.to_dict()))
+    write_atomically(done, json.dumps(build.to_dict()))
 
 
 def fetch_deb(package: str, suite: str, root: Path | None = None, mirrors: Mirrors | None = None,

@@ -309,8 +309,10 @@ def _faults(document: dict[str, Any], add) -> None:
     if not found:
         return
     add("## Engine faults\n")
-    add("Engines that died, went away or stopped during the run. Their remaining tests failed at once with "
-        "the same line; the other engines' results above are complete.\n")
+    add("Engines that died, went away, stopped or restarted during the run. After a fault that lasted, an "
+        "engine's remaining tests failed at once with the same line; one that restarted or came back carried on. "
+        "The other engines' results above are complete.\n")
+    found = sorted(found, key=lambda f: (f["engine"], f["when"]))
     add(_table([[f["engine"], f["kind"], f["when"], _cell(f["during"], 120), _cell(f["line"], 200),
                  _cell(" / ".join(f.get("log_tail") or [])[-300:], 300)] for f in found],
                ["engine", "what", "when (UTC)", "during", "", "the daemon's last log lines"]))

@@ -20,6 +20,7 @@ import tempfile
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 import docker.errors
 
@@ -27,7 +28,7 @@ from .debian_mirror import Mirrors, proxy_environment
 from .engines import Engine
 from .errors import SubjectUnavailable
 from .isolation import CACHE_PREFIX, CREATOR, LABEL_CACHE, LABEL_CREATOR
-from .provision import cache_lock
+from .provision import PARTIAL, drop_stale, cache_lock
 
 # Which stand-in recipe (assets/<name>) replaces which image when it cannot be pulled.
 STANDINS = {"postgres": "postgres", "mongo": "second", "saveexport-app": "app"}
@@ -52,25 +53,42 @@ def build_standin(engine: Engine, ref: str, standin: str, *, cache_dir: Path, su
     cache_ref = f"{CACHE_PREFIX}{repository_name(ref)}:{tag_of(ref)}-{recipe}"
     note = (f"stand-in for {ref} built offline from Debian {suite} packages "
             f"(plugin/saveexport/assets/{standin})")
-    cached = _image_id(engine, cache_ref)
-    if cached is None:
-        with cache_lock(cache_dir):  # engines side by side: one worker builds, the others wait and find it
-            cached = _image_id(engine, cache_ref)
-            if cached is None:
-                started = time.monotonic()
-                base_ref = ensure_base(engine, cache_dir=cache_dir, suite=suite, mirrors=mirrors)
-                with resources.as_file(resources.files("saveexport") / "assets" / standin) as context:
-                    args = {"BASE": base_ref}
-                    if "DEBIAN_SOURCE" in (Path(context) / "Dockerfile").read_text():
-                        args.update(build_args(mirrors, suite, f"the {ref} stand-in's Dockerfile (apt-get)"))
-                    image_id = build(engine, str(context), cache_ref, args, recipe, cache_dir,
-                                     mirror=mirrors.used.get(suite))
-                return SubjectImage(requested=ref, source_ref=cache_ref, obtained="built", image_id=image_id,
-                                    recipe=recipe, note=note + _from(mirrors.used.get(suite)),
-                                    build_seconds=round(time.monotonic() - started, 1))
-    mirror_uri = (engine.api.inspect_image(cached).get("Config") or {}).get("Labels", {}) or {}
-    return SubjectImage(requested=ref, source_ref=cache_ref, obtained="cached-build", image_id=cached,
+
+    def make() -> str:
+        base_ref = ensure_base(engine, cache_dir=cache_dir, suite=suite, mirrors=mirrors)
+        with resources.as_file(resources.files("saveexport") / "assets" / standin) as context:
+            args = {"BASE": base_ref}
+            if "DEBIAN_SOURCE" in (Path(context) / "Dockerfile").read_text():
+                args.update(build_args(mirrors, suite, f"the {ref} stand-in's Dockerfile (apt-get)"))
+            return build(engine, str(context), cache_ref, args, recipe, cache_dir, mirror=mirrors.used.get(suite))
+
+    started = time.monotonic()
+    image_id, built = cached(engine, cache_ref, cache_dir, make)
+    if built:
+        return SubjectImage(requested=ref, source_ref=cache_ref, obtained="built", image_id=image_id,
+                            recipe=recipe, note=note + _from(mirrors.used.get(suite)),
+                            build_seconds=round(time.monotonic() - started, 1))
+    mirror_uri = (engine.api.inspect_image(image_id).get("Config") or {}).get("Labels", {}) or {}
+    return SubjectImage(requested=ref, source_ref=cache_ref, obtained="cached-build", image_id=image_id,
                         recipe=recipe, note=note + _from_label(mirror_uri.get(LABEL_MIRROR)))
+
+
+def cached(engine: Engine, cache_ref: str, cache_dir: Path, make: Callable[[], str], *,
+           lock: str = "images") -> tuple[str, bool]:
+    """(image id, built now?) of the image cached under `cache_ref`, made by `make` when the engine lacks it.
+
+    The tag is the only mark of a whole image: the engine tags a build or an import only once it
+    is complete, so a build killed halfway leaves nothing under it, and an image removed since the
+    last run is simply made again. Engines side by side and two runs at once: one process makes it
+    under the cache lock, the others wait and find it."""
+    found = _image_id(engine, cache_ref)
+    if found is not None:
+        return found, False
+    with cache_lock(cache_dir, lock):
+        found = _image_id(engine, cache_ref)
+        if found is not None:
+            return found, False
+        return make(), True
 
 
 def _from(mirror) -> str:
@@ -138,18 +156,22 @@ def ensure_base(engine: Engine, *, cache_dir: Path, suite: str, mirrors: Mirrors
     """A minimal Debian root (the shape of debian:<suite>-slim), imported as an image once."""
     recipe = recipe_hash("base", suite)
     base_ref = f"{CACHE_PREFIX}debian:{suite}-{recipe}"
-    if _image_id(engine, base_ref) is not None:
-        return base_ref
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix="base-") as tmp:
-        root_tar = make_root(suite, Path(tmp) / "root.tar", mirrors, needed_by="the stand-in's base root (mmdebstrap)",
-                             log_path=cache_dir / "mmdebstrap.log")
-        repository, tag = base_ref.rsplit(":", 1)
-        mirror = mirrors.used.get(suite)
-        changes = ['CMD ["bash"]'] + ([f'LABEL {LABEL_MIRROR}="{mirror.uri}"'] if mirror else [])
-        result = engine.api.import_image_from_file(str(root_tar), repository=repository, tag=tag, changes=changes)
-        if "error" in str(result).lower() and "sha256:" not in str(result):
-            raise SubjectUnavailable(f"the engine refused the base root: {result}")
+
+    def make() -> str:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        drop_stale(cache_dir, "base-")  # roots of killed runs (hundreds of MB each); nobody else writes them now
+        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=PARTIAL + "base-") as tmp:
+            root_tar = make_root(suite, Path(tmp) / "root.tar", mirrors,
+                                 needed_by="the stand-in's base root (mmdebstrap)", log_path=cache_dir / "mmdebstrap.log")
+            repository, tag = base_ref.rsplit(":", 1)
+            mirror = mirrors.used.get(suite)
+            changes = ['CMD ["bash"]'] + ([f'LABEL {LABEL_MIRROR}="{mirror.uri}"'] if mirror else [])
+            result = engine.api.import_image_from_file(str(root_tar), repository=repository, tag=tag, changes=changes)
+            if "error" in str(result).lower() and "sha256:" not in str(result):
+                raise SubjectUnavailable(f"the engine refused the base root: {result}")
+        return engine.api.inspect_image(base_ref)["Id"]
+
+    cached(engine, base_ref, cache_dir, make, lock="base")
     return base_ref
 
 
@@ -166,6 +188,7 @@ def build(engine: Engine, context: str, tag: str, buildargs: dict[str, str], rec
                                       forcerm=True, network_mode="host", decode=True, pull=False):
             if "stream" in chunk:
                 log_file.write(chunk["stream"])
+                log_file.flush()  # a person (or a test) following the build sees each step as it starts
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
             if "error" in chunk:

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Iterator
 
 import docker.errors
 
-from .faults import Fault, process_state
+from .faults import Fault, process_state, socket_peer_pid
 
 CHUNK = 1 << 20
 SAMPLE_S = 0.5
@@ -220,6 +220,8 @@ class Stream:
             self.conn.connect()
         except OSError as exc:
             raise docker.errors.DockerException(f"cannot reach {self.engine.endpoint}: {exc.strerror or exc}") from exc
+        # the process serving this very connection: after a restart between tests it is a new one
+        self.engine.pid = socket_peer_pid(self.conn.sock) or self.engine.pid
         self.watchdog = Watchdog(self.engine, self.op, self.conn.sock, self.stall_s).__enter__()
         return self
 
