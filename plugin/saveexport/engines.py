@@ -67,6 +67,8 @@ class Engine:
         self.pid: int | None = None  # the process serving its unix socket, when local (faults.py judges by it)
         self.log_path = None  # a private engine's log, whose last lines a fault report shows
         self.fault = None  # a faults.Fault once the engine itself failed
+        self.storage_root = None  # a private engine's storage (its data-root), which the suite alone writes
+        self.storage_watch = None  # a storage_watch.Watch while a run uses the engine
         self.server_version: dict[str, Any] | None = None  # the engine's own /version, from the first contact
         self._facts: EngineFacts | None = None
 

@@ -112,6 +112,7 @@ class Collector:
             "subjects": list(facts.get("subject", {}).values()),
             "debian_mirror": merge_mirrors(list(facts.get("debian-mirror", {}).values())),
             "leaks": list(facts.get("leaks", {}).values()),
+            "storage": list(facts.get("storage", {}).values()),
             "faults": list(facts.get("engine-fault", {}).values()),
             "claims": summarise(verdicts, self.tests, labels),
             "observations": observations,

@@ -27,10 +27,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from .archives import Archive
-from . import faults, matrix
+from . import faults, matrix, storage_watch
 from .compose import Compose, find_compose
 from .daemons import PrivateDockerd
 from .debian_mirror import Mirrors
@@ -87,10 +88,11 @@ def container_engine(pytestconfig: pytest.Config, saveexport_settings: Settings,
     index = pytestconfig.stash[ENGINE_SPECS].index(spec) + 1
     stop = None
     try:
-        endpoint, stop, log = matrix.start(spec, index)
+        endpoint, stop, log, storage_root = matrix.start(spec, index)
         engine = Engine.connect(endpoint, timeout=saveexport_settings.timeout)
         engine.spec = spec
         engine.log_path = log
+        engine.storage_root = storage_root
         facts = engine.facts
         matrix.check_started(spec, facts.min_api_version)
     except SaveexportError as exc:
@@ -108,6 +110,7 @@ def container_engine(pytestconfig: pytest.Config, saveexport_settings: Settings,
 def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
     """The run's namespace; at the end (also after failures and Ctrl-C) it removes what the run made."""
     scope = RunScope(run_id=pytestconfig.stash[RUN_ID])
+    watch = _storage_watch(container_engine)
     before = Snapshot.take(container_engine)
     usage_before = disk_usage(container_engine)
     yield scope
@@ -134,6 +137,17 @@ def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
         "engine": container_engine.facts.label, "suite_leftovers": leftovers, "cleanup_problems": problems,
         "engine_kept_images": kept, "engine_kept_details": describe_images(container_engine, kept),
         "engine_usage_before": usage_before, "engine_usage_after": usage_after})
+    if watch is not None:
+        _fact(pytestconfig, "storage", container_engine.facts.label, watch.result(container_engine))
+
+
+def _storage_watch(engine: Engine) -> storage_watch.Watch | None:
+    """The census of the engine's storage before the run touches it (storage_watch.py)."""
+    try:
+        engine.storage_watch = storage_watch.Watch(storage_watch.place_of(engine, engine.storage_root))
+    except docker.errors.DockerException:
+        return None
+    return engine.storage_watch
     if problems or leftovers:
         raise SaveexportError("cleanup left things behind: " + "; ".join(problems + [str(leftovers)]))
 

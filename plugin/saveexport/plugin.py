@@ -177,6 +177,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 pytrace=False)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item):
+    """A census of the engine's storage after each test's own teardown (storage_watch.py)."""
+    watch = getattr(getattr(item, "funcargs", {}).get("container_engine"), "storage_watch", None)
+    if watch is not None:
+        watch.test_started(item.nodeid)
+    yield
+    if watch is not None:
+        watch.test_ended(item.nodeid)
+
+
 def _engine_fault(item: pytest.Item, report: pytest.TestReport) -> None:
     """A failed test on an engine: was it the engine? Then say so, with the daemon's last log lines."""
     engine = getattr(item, "funcargs", {}).get("container_engine")

@@ -17,6 +17,7 @@ from tabulate import tabulate
 
 from .archives.plot import draw_layers
 from .errors import ArchiveError
+from .storage_watch import summary as storage_summary
 
 MARKDOWN_NAME = "saveexport-report.md"
 JSON_NAME = "saveexport-evidence.json"
@@ -204,6 +205,7 @@ def render_markdown(document: dict[str, Any]) -> str:
 
     _between_engines(document, add)
     _leaks(document, add)
+    _storage(document, add)
     _faults(document, add)
     _cross_load(document, add)
     _sizes(document, add)
@@ -301,6 +303,31 @@ def _leaks(document: dict[str, Any], add) -> None:
                          for i, t in kept.items()) or "nothing", 600),
                      ", ".join(f"{k} {v:+,}" for k, v in delta.items() if v) or "nothing"])
     add(_table(rows, ["engine", "left by the suite", "images the engine kept", "engine usage, after − before"]))
+    add("")
+
+
+def _storage(document: dict[str, Any], add) -> None:
+    found = document.get("storage") or []
+    if not found:
+        return
+    add("## What the engines' storage kept\n")
+    add("Counted in each engine's own storage (its layer records, read-write layers, driver directories, "
+        "image configs, containerd's blobs and snapshots, Podman's records), not its image list: what is "
+        "stored after the run's cleanup that nothing the engine names holds, and that was not there before "
+        "the run, with the test after which it first appeared (per test on a private engine, whose storage "
+        "the suite alone uses; over the whole run on a shared one).\n")
+    rows = []
+    for s in sorted(found, key=lambda s: s["engine"]):
+        if not s.get("measured"):
+            rows.append([s["engine"], s["store"], f"not measurable here: {_cell(s.get('why', ''), 200)}", ""])
+            continue
+        total = sum((s.get("kept_bytes") or {}).values())
+        rows.append([s["engine"], s["store"], _cell(storage_summary(s.get("kept") or []), 400),
+                     f"{total:,}" if s.get("kept") else "0"])
+        for kind, reason in (s.get("unjudged") or {}).items():
+            before, after = (s.get("before") or {}).get(kind, 0), (s.get("after") or {}).get(kind, 0)
+            rows.append([s["engine"], s["store"], f"{kind}: {before} before, {after} after ({_cell(reason, 160)})", ""])
+    add(_table(rows, ["engine", "store", "kept after the run's cleanup (nothing names it)", "bytes"]))
     add("")
 
 

@@ -1,0 +1,62 @@
+"""The storage census in a real run: objects planted in a private engine's storage are counted, measured
+and attributed to the test after which they appeared; what the engine's API names is never counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from saveexport.storage_watch import summary
+
+
+def test_objects_planted_in_a_private_engines_storage_are_counted_and_attributed(pytester, tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("this test starts a private engine: run it as root", pytrace=False)
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    pytester.makepyfile(test_planted="""
+        import io, os, tarfile
+
+        LAYER = "ab" * 32
+        CACHE_ID = "cd" * 32
+
+        def test_1_plants(container_engine, run_scope):
+            root = container_engine.storage_root
+            layer = root / "image" / "overlay2" / "layerdb" / "sha256" / LAYER
+            layer.mkdir(parents=True)
+            (layer / "cache-id").write_text(CACHE_ID)
+            driver = root / "overlay2" / CACHE_ID / "diff"
+            driver.mkdir(parents=True)
+            (driver / "payload").write_bytes(b"x" * 5000)
+            os.link(driver / "payload", driver / "same-payload")  # a hard link: its bytes count once
+
+        def test_2_works_cleanly(container_engine, run_scope, engine_ops, tmp_path):
+            tar_path = tmp_path / "root.tar"
+            with tarfile.open(tar_path, "w") as tar:
+                info = tarfile.TarInfo("hello"); info.size = 3; tar.addfile(info, io.BytesIO(b"hi\\n"))
+            made = engine_ops.import_(tar_path, run_scope.ref("tiny", "1"))
+            assert made.ok  # named while the run lasts; removed by its cleanup with everything it holds
+    """)
+    report = tmp_path / "report"
+    result = pytester.runpytest_subprocess("-p", "no:randomly", f"--saveexport-engine=dockerd:{dockerd}",
+                                           f"--saveexport-report-dir={report}", timeout=300)
+    result.assert_outcomes(passed=2)
+    [found] = json.loads((report / "saveexport-evidence.json").read_text())["storage"]
+    assert found["measured"] and not found["shared"] and found["store"] == "overlay2", found
+    kept = {(k["kind"], k["name"]): k["after"] for k in found["kept"]}
+    assert kept == {("layer", "ab" * 32): "test_planted.py::test_1_plants[docker-20.10.24-overlay2]",
+                    ("driver-dir", "cd" * 32): "test_planted.py::test_1_plants[docker-20.10.24-overlay2]"}, kept
+    assert found["kept_bytes"] == {"driver-dir": 5000, "layer": 64}, found["kept_bytes"]  # cache-id: 64 bytes
+    assert summary(found["kept"]) == "driver-dir ×1, layer ×1 after test_planted.py::test_1_plants"
+    text = (report / "saveexport-report.md").read_text()
+    assert "## What the engines' storage kept" in text and "after test_planted.py::test_1_plants" in text
+
+
+def test_summary_names_kinds_and_tests_without_ids():
+    kept = [{"kind": "layer", "name": "a", "after": "t.py::test_x[docker-1]"},
+            {"kind": "layer", "name": "b", "after": "t.py::test_x[docker-1]"},
+            {"kind": "content-blob", "name": "c", "after": "t.py::test_y[docker-1] (or the run's cleanup after it)"}]
+    assert summary(kept) == "layer ×2 after t.py::test_x; content-blob ×1 after t.py::test_y"
+    assert summary([]) == "nothing"
