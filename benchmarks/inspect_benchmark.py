@@ -9,6 +9,10 @@ costs just to list everything. saveexport is timed with layer digests verified (
 without (--no-digests). Peak memory is the process's VmHWM. `--scale N` also measures a synthetic
 archive N times larger (N copies of every image, each under its own layer names).
 
+`inspect --metadata` (manifests and configs only, layers seeked past, nothing verified) is timed against
+`skopeo inspect docker-archive:SAVE.tar`, the two run alternately, each as a user runs it (the
+`saveexport` script, the skopeo binary), the median of `--metadata-repeat` runs each.
+
 Verifying digests has a floor of its own: sha256 is sequential within a layer, so no reader can
 check the largest layer faster than this CPU hashes it (`digest_bound_s`, from hashlib's measured
 speed and the layer sizes). With the usual tools, a verified listing is the floor above plus
@@ -22,6 +26,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,6 +100,24 @@ def inspect_run(path: Path, *extra: str) -> tuple[float, int]:
     return seconds, peak_kib
 
 
+def metadata_against_skopeo(path: Path, repeat: int) -> dict:
+    """`saveexport inspect --metadata --json` and `skopeo inspect docker-archive:`, alternately (one noisy
+    machine: side by side is the only fair comparison)."""
+    ours_argv = [shutil.which("saveexport") or "saveexport", "inspect", "--metadata", "--json", str(path)]
+    skopeo_argv = ["skopeo", "--insecure-policy", "inspect", f"docker-archive:{path}"]
+    if shutil.which("skopeo") is None:
+        return {"skopeo": "not installed (scripts/engine tools)"}
+    ours, theirs = [], []
+    for _ in range(repeat):
+        for argv, times in ((ours_argv, ours), (skopeo_argv, theirs)):
+            started = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - started)
+    median = statistics.median
+    return {"metadata_s": round(median(ours), 4), "skopeo_inspect_s": round(median(theirs), 4),
+            "ratio_metadata_to_skopeo": round(median(ours) / median(theirs), 2)}
+
+
 def scaled(path: Path, factor: int) -> Path:
     """N copies of every image of a legacy save archive, each copy's layers under new names (streamed)."""
     out = path.with_name(f"{path.stem}-x{factor}.tar")
@@ -130,7 +153,7 @@ def _rename(name: str, prefix: str) -> str:
     return f"{prefix}{head[2:]}{sep}{rest}" if len(head) == 64 else name
 
 
-def measure(path: Path, repeat: int, speed: float) -> dict:
+def measure(path: Path, repeat: int, speed: float, metadata_repeat: int = 0) -> dict:
     floor = [floor_seconds(path) for _ in range(repeat)]
     checksums = [checksum_floor_seconds(path) for _ in range(repeat)]
     bound = digest_bound_seconds(path, speed)
@@ -151,6 +174,7 @@ def measure(path: Path, repeat: int, speed: float) -> dict:
                                                         (median(floor) + median(checksums)), 2),
         "digest_bound_s": round(bound, 3),
         "ratio_verified_to_digest_bound": round(median(s for s, _ in verified) / bound, 2),
+        **(metadata_against_skopeo(path, metadata_repeat) if metadata_repeat else {}),
     }
 
 
@@ -159,11 +183,13 @@ def main() -> int:
     parser.add_argument("archive", type=Path)
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--metadata-repeat", type=int, default=21)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     speed = sha256_bytes_per_second()
-    rows = [measure(args.archive, args.repeat, speed)]
+    rows = [measure(args.archive, args.repeat, speed, args.metadata_repeat)]
     if args.scale > 1:
+        # (skopeo reads one image of an archive of several: --metadata is compared on the real archive only)
         rows.append(measure(scaled(args.archive, args.scale), args.repeat, speed))
     result = {"benchmark": "saveexport inspect vs tar listing", "machine": platform.platform(),
               "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -173,7 +199,9 @@ def main() -> int:
               f"{row['inspect_s']:.2f} s ({row['ratio_verified']}x, {row['inspect_peak_mib']} MiB) | without digests "
               f"{row['inspect_no_digests_s']:.2f} s ({row['ratio_no_digests']}x, {row['inspect_no_digests_peak_mib']} MiB)"
               f" | sha256 alone needs {row['digest_bound_s']:.2f} s ({speed / 1e6:,.0f} MB/s); floor with sha256sum "
-              f"{row['floor_with_sha256sum_s']:.2f} s ({row['ratio_verified_to_floor_with_sha256sum']}x)")
+              f"{row['floor_with_sha256sum_s']:.2f} s ({row['ratio_verified_to_floor_with_sha256sum']}x)"
+              + (f" | --metadata {row['metadata_s'] * 1000:.0f} ms vs skopeo inspect {row['skopeo_inspect_s'] * 1000:.0f} ms "
+                 f"({row['ratio_metadata_to_skopeo']}x)" if "metadata_s" in row else ""))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0

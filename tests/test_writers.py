@@ -221,3 +221,33 @@ def test_metadata_reads_configs_and_no_layer(tmp_path, capsys):
         assert cli.main(["inspect", "--metadata", "--json", str(path)]) == 0
         summary = json.loads(capsys.readouterr().out)
         assert summary["verified"] is False and summary["images"][0]["diff_ids"] == _diff_ids(layers)
+
+
+def test_the_fast_metadata_path_answers_as_the_full_reader(tmp_path, capsys):
+    """inspect --metadata --json on a plain tar takes a path of its own (archives/metadata.py); its summary is
+    the full reader's, and where it declines (compressed, a pipe, an index of indexes, a member held
+    twice) the full reader answers."""
+    from saveexport.archives import metadata
+    from saveexport.archives.summary import inspect_archive
+
+    layers = [layer_bytes(BASE), layer_bytes(TOP)]
+    taken = {
+        "gcr": gcr_tarball(tmp_path / "g.tar", [(["b:1"], layers), (["a:1", "a:2"], layers[:1])]),
+        "podman": containers_image_docker_archive(tmp_path / "p.tar", [(["localhost/p:1"], layers)]),
+        "oci": oci_archive(tmp_path / "o.tar", layers, tag="1"),
+        "legacy": legacy_save(tmp_path / "l.tar", layers),
+    }
+    declined = {
+        "containerd": oci_archive(tmp_path / "c.tar", layers, tag="app:1", platforms=("linux/amd64",),
+                                  missing_platforms=("linux/arm64",)),
+        "docker-25": oci_save(tmp_path / "d.tar", layers),
+        "held-twice": with_member_first(taken["gcr"], tmp_path / "t.tar", "manifest.json", b"[]"),
+    }
+    for name, path in {**taken, **declined}.items():
+        fast = metadata.summary(str(path))
+        assert (fast is not None) == (name in taken), name
+        full = inspect_archive(Archive(path, read_layers=False))
+        if fast is not None:
+            assert fast == full, name
+        assert cli.main(["inspect", "--metadata", "--json", str(path)]) == 0
+        assert json.loads(capsys.readouterr().out) == full, name

@@ -8,38 +8,61 @@ Every failure prints one line (`saveexport: ...`); nothing prints a traceback.
 
 from __future__ import annotations
 
-import argparse
 import json
-import re
+import re  # json imports it anyway
 import sys
-from pathlib import Path
 
-from .archives import ROOTFS, Archive
-from .archives.extract import extract
-from .archives.plot import layers_png
-from .archives.summary import diff_archives, inspect_archive
 from .errors import ArchiveError, SaveexportError
 
-# Engine, report and provisioning modules are imported by the subcommands that use them: `inspect`
-# on a large archive should not pay for docker-py, requests and Markdown first.
+# Every module is imported by the subcommand that uses it: `inspect` on a large archive should not pay
+# for docker-py, requests and Markdown first, and `inspect --metadata --json` (archives/metadata.py,
+# before argparse) for nothing but os, json and hashlib.
 
 RUN_TAG = re.compile(r"^saveexport-[0-9a-f]{8}-")
 
 
-class _Version(argparse.Action):
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
-        super().__init__(option_strings, dest=dest, default=default, nargs=0, help="show the version and exit")
+def _version_action():
+    import argparse
 
-    def __call__(self, parser, namespace, values, option_string=None):
-        from . import __version__
+    class _Version(argparse.Action):
+        def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+            super().__init__(option_strings, dest=dest, default=default, nargs=0, help="show the version and exit")
 
-        print(f"saveexport {__version__}")
-        parser.exit()
+        def __call__(self, parser, namespace, values, option_string=None):
+            from . import __version__
+
+            print(f"saveexport {__version__}")
+            parser.exit()
+
+    return _Version
+
+
+def _metadata_fast(argv: list[str]) -> int | None:
+    """`inspect --metadata --json FILE` on a plain tar, without argparse or the full reader; None: not this case."""
+    if not argv or argv[0] != "inspect" or sorted(a for a in argv[1:] if a.startswith("-")) != ["--json", "--metadata"]:
+        return None
+    paths = [a for a in argv[1:] if not a.startswith("-")]
+    if len(paths) != 1:
+        return None
+    from .archives.metadata import summary
+
+    found = summary(paths[0])
+    if found is None:
+        return None
+    sys.stdout.write(json.dumps(found, indent=1) + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    fast = _metadata_fast(argv)
+    if fast is not None:
+        return fast
+    import argparse
+    from pathlib import Path
+
     parser = argparse.ArgumentParser(prog="saveexport", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action=_Version)
+    parser.add_argument("--version", action=_version_action())
     sub = parser.add_subparsers(dest="command", required=True)
 
     ins = sub.add_parser("inspect", help="what an archive is: layout, images, layers, config, verification")
@@ -97,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _inspect(args) -> int:
+    from .archives import ROOTFS, Archive
+    from .archives.plot import layers_png
+    from .archives.summary import inspect_archive
+
     summary = inspect_archive(Archive(args.archive, hash_layers=not args.no_digests, read_layers=not args.metadata))
     if args.plot and summary.get("images") and not args.metadata:
         layers_png(summary, args.plot)
@@ -121,6 +148,9 @@ def _inspect(args) -> int:
 
 
 def _diff(args) -> int:
+    from .archives import ROOTFS, Archive
+    from .archives.summary import diff_archives
+
     save, export = Archive(args.save), Archive(args.export)
     if save.layout == ROOTFS:
         raise ArchiveError(f"{args.save} is an export (a flat root), not a save archive; give the save archive first")
@@ -139,6 +169,9 @@ def _diff(args) -> int:
 
 
 def _extract(args) -> int:
+    from .archives import Archive
+    from .archives.extract import extract
+
     result = extract(Archive(args.archive), args.target, args.image - 1)
     print(f"saveexport: extracted {result.written:,} entries into {result.target}"
           + (f"; applied {result.removed_by_whiteouts:,} whiteouts" if result.removed_by_whiteouts else ""))

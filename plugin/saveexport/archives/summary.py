@@ -6,21 +6,21 @@ from typing import Any
 
 from .diff import compare, decompose
 from .flatten import flatten
+from .metadata import KIND_EXPORT, KIND_IMAGE, RUN_CONFIG, image_metadata
 from .reader import ROOTFS, Archive
 from .verify import verify
-
-RUN_CONFIG = ("Cmd", "Entrypoint", "Env", "Volumes", "ExposedPorts", "User", "WorkingDir")
 
 
 def inspect_archive(archive: Archive) -> dict[str, Any]:
     out: dict[str, Any] = {
         "path": str(archive.path), "bytes": archive.size, "outer_compression": archive.outer_compression,
-        "layout": archive.layout, "kind": "export (flat root file system)" if archive.layout == ROOTFS else
-        "image archive (docker save / podman save)", "entries": len(archive.entries),
+        "layout": archive.layout, "kind": KIND_EXPORT if archive.layout == ROOTFS else KIND_IMAGE,
+        "entries": len(archive.entries),
         "unsafe_names": archive.unsafe_names[:50],
     }
     if not archive.read_layers:  # --metadata: manifests, indexes and configs; nothing verified
-        out["images"] = [_metadata(archive, image) for image in archive.images]
+        out["images"] = [image_metadata(image.image_id, image.repo_tags, image.config_member, image.manifest_digest,
+                                        image.platform, image.config) for image in archive.images]
         out["violations"] = []
         out["verified"] = False
         out["notes"] = archive.notes
@@ -54,15 +54,6 @@ def inspect_archive(archive: Archive) -> dict[str, Any]:
     out["digests_checked"] = archive.hash_layers
     out["notes"] = archive.notes
     return out
-
-
-def _metadata(archive: Archive, image) -> dict[str, Any]:
-    config = image.config.get("config") or {}
-    return {"id": image.image_id, "tags": image.repo_tags, "config_member": image.config_member,
-            "manifest_digest": image.manifest_digest, "platform": image.platform,
-            "config": {key: config.get(key) for key in RUN_CONFIG if config.get(key)},
-            "diff_ids": list((image.config.get("rootfs") or {}).get("diff_ids") or []),
-            "layers": [], "layer_bytes": 0, "visible_bytes": 0, "shadowed_bytes": 0, "files": 0}
 
 
 def diff_archives(save: Archive, export: Archive, image_index: int = 0) -> dict[str, Any]:

@@ -7,11 +7,11 @@ vouch for (pax or GNU extended headers, base-256 numbers, a bad checksum, a shor
 type) raises Unusual, and the caller reads that layer again with tarfile, which judges odd input.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # annotations are never evaluated: typing is not imported (Any, Iterator)
 
 import os
 import struct
-from typing import Iterator, NamedTuple
+from collections import namedtuple
 from zlib import adler32
 
 BLOCK = 512
@@ -26,17 +26,10 @@ class Unusual(Exception):
     """A header this walk leaves to tarfile."""
 
 
-class Header(NamedTuple):
-    name: str
-    type: bytes  # tarfile's type byte, e.g. b"0"
-    mode: int
-    uid: int
-    gid: int
-    size: int
-    linkname: str
-    offset_data: int  # where the member's data starts, relative to the layer
-    devmajor: int
-    devminor: int
+# One member's header, as tarfile would read it: name, type (tarfile's type byte, e.g. b"0"), mode, uid,
+# gid, size, linkname, offset_data (where its data starts, relative to the layer), devmajor, devminor.
+# (collections.namedtuple, not typing.NamedTuple: `inspect --metadata` does not import typing.)
+Header = namedtuple("Header", "name type mode uid gid size linkname offset_data devmajor devminor")
 
 
 class Headers:
