@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from saveexport.archives import ROOTFS, Archive, compare, decompose, flatten, verify
-from saveexport.expectations import built_layer_compression, save_layout
+from saveexport.expectations import built_layer_compression, expect, save_layout
 
 pytestmark = pytest.mark.usefixtures("run_scope")
 
@@ -56,7 +56,7 @@ def test_sizes_structure_and_flatten_diff(engine_ops, subject_image, subject_con
     # The accounting must add up exactly, whatever the engine.
     assert parts["total"] == parts["check_save_minus_export"]
     assert unexplained == 0, [d.to_dict() for d in diff.differences if d.cause == "unexplained"][:10]
-    assert layout == save_layout(container_engine.facts)
+    expect(save_layout, container_engine.facts).check(layout, "the layout docker save writes")
     assert violations == [], "the engine's own save archive should verify against the image specs"
 
 
@@ -92,6 +92,7 @@ def test_save_writes_each_layer_as_the_store_holds_it(engine_ops, subject_image,
         f"({', '.join(sorted({layer.compression for layer in subject_layers}))}; the image "
         f"{'arrived by load' if arrived_by_load else HOW.get(subject_image.obtained, subject_image.obtained)}); "
         f"a layer built here is saved {new.compression}")
-    assert new.compression == built_layer_compression(container_engine.facts)
+    expect(built_layer_compression, container_engine.facts).check(new.compression, "how save writes a layer "
+                                                                                    "built here")
     # the layers it shares with the subject are the same blobs, written the same way
     assert [layer.compression for layer in base] == [layer.compression for layer in subject_layers]

@@ -254,6 +254,7 @@ _RESTART_TESTS = """
         assert engine_ops.import_(root, run_scope.ref("made", "1")).ok
         _ask("fault")
         second = engine_ops.import_(root, run_scope.ref("made", "2"))
+        (SIGNALS / "outcome").write_text(f"{second.duration_s} {second.error_type}")
         _ask("restart")  # before the next test (the plugin orders tests by engine: no test in between)
         assert second.ok
 
@@ -293,6 +294,10 @@ def _serve_signals(signals: Path, daemon: PrivateDockerd, mode: str, done: list)
         time.sleep(0.1)
 
 
+def _has_docker0() -> bool:
+    return subprocess.run(["ip", "link", "show", "docker0"], capture_output=True, check=False).returncode == 0
+
+
 def _user_things(engine: Engine, tmp: Path) -> tuple[str, str]:
     """An image and a container of the user's own, that nothing of the suite may touch."""
     root = tmp / "user-root.tar"
@@ -320,6 +325,7 @@ def test_an_engine_restarted_or_killed_under_a_running_suite(pytester, tmp_path,
     user's image and container are untouched."""
     import threading
 
+    had_docker0 = _has_docker0()
     daemon = PrivateDockerd(name=f"se-restart-{os.getpid()}", dockerd=_dockerd(), index=13)
     engine = Engine.connect(daemon.start())
     done: list = []
@@ -343,6 +349,9 @@ def test_an_engine_restarted_or_killed_under_a_running_suite(pytester, tmp_path,
         server.join(10)
         outcomes = result.parseoutcomes()
         text = result.stdout.str()
+        seconds, error_type = (signals / "outcome").read_text().split()
+        print(f"\n{mode}: the call after the fault took {float(seconds):.2f} s ({error_type})")
+        assert float(seconds) < 30
         faults = json.loads((report / "saveexport-evidence.json").read_text())["faults"]
         kinds = sorted(f["kind"] for f in faults)
         if mode == "restarted-cleanly":  # nothing failed: the client's next call reached the new process
@@ -369,6 +378,7 @@ def test_an_engine_restarted_or_killed_under_a_running_suite(pytester, tmp_path,
         image_id, container_id = users
         assert engine.api.inspect_image("users-own:precious")["Id"] == image_id
         assert engine.api.inspect_container(container_id)["Name"] == "/users-own-container"
+        assert _has_docker0() == had_docker0, "restarting a private engine took the machine's docker0 away"
     finally:
         done.append(True)
         engine.close()

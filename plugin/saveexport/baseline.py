@@ -2,7 +2,7 @@
 
 Compared per engine (the label names the version and image store): claim verdicts, each cross-load
 cell (succeeds or not, exception type, the daemon's words with ids and paths left out, whether the
-result runs), what a private engine's storage kept after the run (kinds and counts, per test), the save layout and its layers' compression (also of a layer the engine built), and
+result runs), which kinds of object a private engine's storage kept after the run, the save layout and its layers' compression (also of a layer the engine built), and
 which archive is smaller. Ids, times,
 temporary paths and timings always vary and are never compared.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from .report import _normalise_words, observations
-from .storage_watch import summary as storage_summary
 
 
 def behaviour(document: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -38,7 +37,12 @@ def behaviour(document: dict[str, Any]) -> dict[str, dict[str, str]]:
         out.setdefault(o.get("engine"), {})["a layer built here is saved"] = o["data"]["built_layer"]
     for s in document.get("storage") or []:
         if s.get("measured") and not s.get("shared"):  # a shared engine's storage is not the suite's alone
-            out.setdefault(s["engine"], {})["storage kept after the run"] = storage_summary(s.get("kept") or [])
+            # which kinds of object it kept, not how many or after which test: one run's count is one sample
+            kinds = sorted({k["kind"] for k in s.get("kept") or []})
+            out.setdefault(s["engine"], {})["storage kept after the run"] = ", ".join(kinds) or "nothing"
+    for o in observations(document, "move"):
+        d = o["data"]
+        out.setdefault(d["target"], {})[f"move {d['archive']['kind']} by {d['archive']['writer']}"] = d["outcome"]
     for o in observations(document, "sizes"):
         smaller = "save" if o["data"]["save_bytes"] < o["data"]["export_bytes"] else "export"
         out.setdefault(o.get("engine"), {})["smaller archive"] = smaller

@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     ext.add_argument("target", type=Path)
     ext.add_argument("--image", type=int, default=1, help="which image of a save archive (1-based, default 1)")
 
-    rep = sub.add_parser("report", help="re-render the report from an evidence JSON file")
-    rep.add_argument("evidence", type=Path, help="saveexport-evidence.json")
+    rep = sub.add_parser("report", help="re-render the report from evidence JSON files (several are merged: "
+                                         "the matrix and its move pass, or one CI job per engine)")
+    rep.add_argument("evidence", type=Path, nargs="+", help="saveexport-evidence.json")
+    rep.add_argument("--evidence-out", type=Path, help="also write the merged evidence JSON here")
     rep.add_argument("-o", "--output", type=Path, help="where to write it (default: Markdown on stdout); a name "
                                                         "ending in .html gets one self-contained page")
 
@@ -183,9 +185,16 @@ def _extract(args) -> int:
 def _report(args) -> int:
     from . import report as report_module
 
-    document = report_module.load(args.evidence)
+    from .evidence import merge
+
+    documents = [report_module.load(path) for path in args.evidence]
+    document = merge(documents) if len(documents) > 1 else documents[0]
+    if args.evidence_out:
+        args.evidence_out.parent.mkdir(parents=True, exist_ok=True)
+        args.evidence_out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     text = report_module.render_markdown(document)
     if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         plots = report_module.draw_plots(document, args.output.parent)
         page = args.output.suffix.lower() in (".html", ".htm")
         args.output.write_text(report_module.render_html(text, args.output.parent) if page else text, encoding="utf-8")

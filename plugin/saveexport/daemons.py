@@ -165,6 +165,10 @@ class PrivateDockerd(_Places):
             self.process.terminate()
             self.process.wait(timeout=30)
         argv, env = self._launch
+        # Started again on its old data-root, dockerd (20.10 here) drops the stale default network it finds
+        # in its network store and, with it, deletes the *host's* docker0 (seen here: the machine's engine
+        # lost its bridge). Its networks go with the store; images, containers and volumes stay.
+        (self.data_root / "data" / "network" / "files" / "local-kv.db").unlink(missing_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=env, start_new_session=True)
@@ -339,6 +343,10 @@ class PodmanService(_Places):
     def _argv(self, podman: str) -> list[str]:
         return [podman, "--root", str(self.data_root / "storage"), "--runroot", str(self.run_dir / "runroot"),
                 "--tmpdir", str(self.run_dir / "tmp")]
+
+    def cli(self) -> tuple[list[str], dict[str, str]]:
+        """The podman CLI on this service's own store (what the compat API cannot do: save an oci-archive)."""
+        return self._argv(shutil.which("podman") or "podman"), dict(self.env or os.environ)
 
     def start(self, wait_s: float = 30) -> str:
         podman = shutil.which("podman")

@@ -69,6 +69,7 @@ class Engine:
         self.fault = None  # a faults.Fault once the engine itself failed
         self.storage_root = None  # a private engine's storage (its data-root), which the suite alone writes
         self.storage_watch = None  # a storage_watch.Watch while a run uses the engine
+        self.cli = None  # (argv, env) of a CLI on a private Podman's own store
         self.server_version: dict[str, Any] | None = None  # the engine's own /version, from the first contact
         self._facts: EngineFacts | None = None
 

@@ -113,6 +113,8 @@ class Collector:
             "debian_mirror": merge_mirrors(list(facts.get("debian-mirror", {}).values())),
             "leaks": list(facts.get("leaks", {}).values()),
             "storage": list(facts.get("storage", {}).values()),
+            "expectations": list(facts.get("expectation", {}).values()),
+            "new_behaviours": list(facts.get("new-behaviour", {}).values()),
             "faults": list(facts.get("engine-fault", {}).values()),
             "claims": summarise(verdicts, self.tests, labels),
             "observations": observations,
@@ -180,3 +182,38 @@ def machine_info() -> dict[str, Any]:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+LISTS = ("subjects", "leaks", "storage", "expectations", "new_behaviours", "faults", "observations")
+
+
+def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs' evidence as one (the matrix and its move pass, or one CI job per engine): engines by
+    label, lists joined, tests united, a claim's verdict per engine taken from the run that gave one."""
+    merged = dict(documents[0])
+    merged["merged_from"] = [{"run_id": d.get("run_id"), "created": d.get("created"),
+                              "exit_status": d.get("exit_status")} for d in documents]
+    merged["exit_status"] = max(int(d.get("exit_status") or 0) for d in documents)
+    engines: dict[str, Any] = {}
+    for document in documents:
+        for engine in document.get("engines") or []:
+            engines.setdefault(engine.get("label"), engine)
+    merged["engines"] = list(engines.values())
+    for key in LISTS:
+        merged[key] = [item for d in documents for item in d.get(key) or []]
+    merged["tests"] = {name: test for d in documents for name, test in (d.get("tests") or {}).items()}
+    merged["debian_mirror"] = next((d["debian_mirror"] for d in documents if d.get("debian_mirror")), None)
+    claims: dict[str, Any] = {}
+    for document in documents:
+        for claim, data in (document.get("claims") or {}).items():
+            into = claims.setdefault(claim, {"text": data.get("text"), "per_engine": {}})
+            for engine, entry in (data.get("per_engine") or {}).items():
+                if engine not in into["per_engine"] or into["per_engine"][engine].get("verdict") == "no verdict":
+                    into["per_engine"][engine] = entry
+    merged["claims"] = claims
+    baselines = [d["baseline"] for d in documents if d.get("baseline")]
+    if baselines:
+        merged["baseline"] = {"file": baselines[0]["file"],
+                              "changes": [c for b in baselines for c in b.get("changes") or []],
+                              "notes": [n for b in baselines for n in b.get("notes") or []]}
+    return merged

@@ -1,14 +1,92 @@
 """What legitimately differs between engines, encoded by kind, version and image store.
 
-Each function answers for one engine what the experiments then assert; the evidence behind each rule
-is in the committed cross-engine report (reports/matrix/).
+Each rule answers for one engine what the experiments then assert; the evidence behind each rule
+is in the committed cross-engine report (reports/matrix/). Experiments ask through `expect`, which
+also says where the answer stands: measured (the engine's version was measured, or lies between two
+measured versions that behave alike) or extrapolated (newer or older than any measured, between two
+that behave differently, or a kind and store never measured). An extrapolated engine still runs
+every test; a mismatch fails with the rule, the versions it was measured on, the engine and what was
+seen, and the report lists it as a new behaviour.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from typing import Any, Callable
 
 from .engines import EngineFacts
+
+# The engines every rule below was measured on (the committed matrix), by kind and image store.
+MEASURED_ON: dict[tuple[str, str], tuple[str, ...]] = {
+    ("docker", "graphdriver"): ("20.10.24", "26.1.5", "28.5.2"),
+    ("docker", "containerd"): ("28.5.2",),
+    ("podman", "graphdriver"): ("4.3.1",),
+}
+USED: list[dict[str, Any]] = []  # what `expect` answered in this process; the plugin puts it in the evidence
+
+
+@dataclasses.dataclass(frozen=True)
+class Expected:
+    rule: str
+    value: Any
+    engine: str
+    measured_on: tuple[str, ...]
+    extrapolated: str  # why the answer is extrapolated for this engine; "" when measured
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(dataclasses.asdict(self), measured_on=list(self.measured_on))
+
+    def check(self, seen: Any, what: str) -> None:
+        if seen != self.value:
+            raise UnexpectedBehaviour(self, seen, what)
+
+
+class UnexpectedBehaviour(AssertionError):
+    """An engine did what no measured engine of its kind, version and store did."""
+
+    def __init__(self, expected: Expected, seen: Any, what: str):
+        kind_store = "measured on " + (", ".join(expected.measured_on) or "no engine of this kind and store")
+        line = (f"{what}: {expected.engine} gave {seen!r}; the rule {expected.rule} expects {expected.value!r} "
+                f"({kind_store})" + (f"; extrapolated here: {expected.extrapolated}" if expected.extrapolated else ""))
+        super().__init__(line)
+        self.record = dict(expected.to_dict(), seen=seen, what=what, line=line)
+        self.records = [self.record]
+
+    @classmethod
+    def several(cls, errors: list[UnexpectedBehaviour]) -> UnexpectedBehaviour:
+        """One failure for a test that asserts many cells: a line per cell that differed."""
+        combined = cls.__new__(cls)
+        AssertionError.__init__(combined, f"{len(errors)} cells differ from what was measured:\n"
+                                + "\n".join(str(error) for error in errors))
+        combined.record, combined.records = errors[0].record, [error.record for error in errors]
+        return combined
+
+
+def expect(rule: Callable[[EngineFacts], Any], facts: EngineFacts) -> Expected:
+    measured = MEASURED_ON.get((facts.kind, facts.image_store), ())
+    expected = Expected(rule.__name__, rule(facts), facts.label, measured, standing(rule, facts, measured))
+    USED.append(expected.to_dict())
+    return expected
+
+
+def standing(rule: Callable[[EngineFacts], Any], facts: EngineFacts, measured: tuple[str, ...]) -> str:
+    """"" when the rule's answer for this engine rests on measurement; otherwise why it is extrapolated."""
+    if not measured:
+        return f"no {facts.kind} engine with the {facts.image_store} image store was measured"
+    version = version_tuple(facts.version)
+    ordered = sorted(measured, key=version_tuple)
+    if any(version_tuple(m) == version for m in ordered):
+        return ""
+    if version > version_tuple(ordered[-1]):
+        return f"{facts.version} is newer than the newest measured ({ordered[-1]})"
+    if version < version_tuple(ordered[0]):
+        return f"{facts.version} is older than the oldest measured ({ordered[0]})"
+    lower = max((m for m in ordered if version_tuple(m) < version), key=version_tuple)
+    upper = min((m for m in ordered if version_tuple(m) > version), key=version_tuple)
+    if rule(dataclasses.replace(facts, version=lower)) != rule(dataclasses.replace(facts, version=upper)):
+        return f"{facts.version} lies between {lower} and {upper}, which behave differently"
+    return ""
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -50,3 +128,27 @@ def built_layer_compression(facts: EngineFacts) -> str:
     keep unpacked layers and write each as a plain tar. (A layer that arrived by `load` keeps the
     compression it had in the loaded archive: measured on 28.5.2 with the containerd store.)"""
     return "gzip" if facts.kind == "docker" and facts.image_store == "containerd" else "none"
+
+
+# Archives with an OCI layout and no manifest.json (measured here on every engine of the matrix).
+OCI_ONLY = frozenset({"podman-oci-archive", "skopeo-oci-archive-gzip", "skopeo-oci-archive-zstd"})
+
+
+def move_outcome(archive_kind: str, writer: str) -> Callable[[EngineFacts], str]:
+    """What a target engine makes of one archive of the move image (moves.py): loads and runs, loads but
+    cannot run, loaded nothing, or refused.
+
+    Every docker-archive (any Docker's save, Podman's, skopeo's) loads and runs everywhere. An OCI archive
+    without manifest.json: Podman loads and runs it; Docker with a graphdriver refuses it (20.10.24 to
+    28.5.2: "open …/blobs/json: no such file or directory", the legacy loader looking for a manifest.json);
+    Docker's containerd store loads Podman's (named) and, from skopeo's, whose index names the image only
+    by its tag, loads nothing it lists, without an error."""
+    def rule(facts: EngineFacts) -> str:
+        if archive_kind not in OCI_ONLY or facts.kind == "podman":
+            return "loads and runs"
+        if facts.image_store == "containerd":
+            return "loads and runs" if archive_kind == "podman-oci-archive" else "loaded nothing"
+        return "refused"
+
+    rule.__name__ = f"move_outcome[{archive_kind} by {writer}]"
+    return rule

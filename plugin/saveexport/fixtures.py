@@ -88,11 +88,12 @@ def container_engine(pytestconfig: pytest.Config, saveexport_settings: Settings,
     index = pytestconfig.stash[ENGINE_SPECS].index(spec) + 1
     stop = None
     try:
-        endpoint, stop, log, storage_root = matrix.start(spec, index)
+        endpoint, stop, log, storage_root, cli = matrix.start(spec, index)
         engine = Engine.connect(endpoint, timeout=saveexport_settings.timeout)
         engine.spec = spec
         engine.log_path = log
         engine.storage_root = storage_root
+        engine.cli = cli
         facts = engine.facts
         matrix.check_started(spec, facts.min_api_version)
     except SaveexportError as exc:

@@ -112,16 +112,17 @@ def check_started(spec: EngineSpec, min_api_version: str) -> None:
 
 def start(spec: EngineSpec, index: int):
     """Start what the spec needs; returns (endpoint, stopper or None, its log or None, its storage's root
-    or None). The root is known only for engines started here: the suite alone writes there."""
+    or None, the argv and environment of a CLI on its store or None). The root is known only for engines
+    started here: the suite alone writes there."""
     if spec.unavailable:
         raise EngineUnavailable(spec.unavailable)
     if spec.kind == "endpoint":
-        return spec.endpoint, None, None, None
+        return spec.endpoint, None, None, None, None
     if spec.kind == "podman":
         service = PodmanService()
         endpoint = service.start()
-        return endpoint, service.stop, service.log, service.data_root / "storage"
+        return endpoint, service.stop, service.log, service.data_root / "storage", service.cli()
     daemon = PrivateDockerd(name=spec.id, dockerd=spec.build.dockerd, index=index,
                             containerd_store=spec.containerd_store, min_api=spec.min_api)
     endpoint = daemon.start()  # its name and slot may differ from those asked for (another run holds them)
-    return endpoint, daemon.stop, daemon.log, daemon.data_root / "data"
+    return endpoint, daemon.stop, daemon.log, daemon.data_root / "data", None

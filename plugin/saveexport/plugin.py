@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from . import baseline, debian_mirror, faults, matrix, scheduling
+from . import baseline, debian_mirror, expectations, faults, matrix, scheduling
 from . import report as report_module
 from .engines import Engine
 from .errors import SaveexportError
@@ -50,6 +50,7 @@ def _is_controller(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claim(*ids): the article's claims (C1..C13) a test gives evidence for")
+    config.addinivalue_line("markers", "move_pass(name): the move matrix pass (make, load) a test belongs to")
     if not config.pluginmanager.hasplugin("xdist"):  # the engine grouping marks tests for xdist's loadgroup
         config.addinivalue_line("markers", "xdist_group(name): run these tests in one xdist worker")
     try:
@@ -129,6 +130,20 @@ def _engine_id(config: pytest.Config, spec) -> str:
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--saveexport-move-pass=make or load: the move matrix's other pass is not this run's (deselected)."""
+    wanted = config.stash[SETTINGS].move_pass
+    if wanted == "both":
+        return
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("move_pass")
+        (drop if marker is not None and marker.args[0] != wanted else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`--dist loadgroup`: each engine's tests in one worker (xdist's grouping fails on pytest 9.2)."""
     if config.getvalue("dist") != "loadgroup":
@@ -144,8 +159,13 @@ def pytest_configure_node(node) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    if call.excinfo is not None and call.excinfo.errisinstance(expectations.UnexpectedBehaviour):
+        for record in call.excinfo.value.records:
+            item.config.stash[PENDING_FACTS].append(fact_record(
+                "new-behaviour", f"{record['engine']} {record['rule']} {item.nodeid}", dict(record, test=item.nodeid)))
     if call.when == "teardown":
         _note_mirrors(item.config)
+        _note_expectations(item.config)
         pending = item.config.stash[PENDING_FACTS]
         if pending:
             item.user_properties.extend(("saveexport", fact) for fact in pending)
@@ -212,6 +232,13 @@ def _engine_fault(item: pytest.Item, report: pytest.TestReport) -> None:
 def _record_fault(config: pytest.Config, engine_id: str, fault: faults.Fault) -> None:
     config.stash[PENDING_FACTS].append(fact_record("engine-fault", f"{engine_id} {fault.kind} {fault.when}",
                                                    fault.to_dict()))
+
+
+def _note_expectations(config: pytest.Config) -> None:
+    """Which rule answered what for which engine, and whether measured or extrapolated (expectations.py)."""
+    for used in expectations.USED:
+        config.stash[PENDING_FACTS].append(fact_record("expectation", f"{used['engine']} {used['rule']}", used))
+    expectations.USED.clear()
 
 
 def _note_mirrors(config: pytest.Config) -> None:

@@ -204,10 +204,12 @@ def render_markdown(document: dict[str, Any]) -> str:
     add("")
 
     _between_engines(document, add)
+    _new_behaviours(document, add)
     _leaks(document, add)
     _storage(document, add)
     _faults(document, add)
     _cross_load(document, add)
+    _moves(document, add)
     _sizes(document, add)
     _import_losses(document, add)
     _use_cases(document, add)
@@ -304,6 +306,84 @@ def _leaks(document: dict[str, Any], add) -> None:
                      ", ".join(f"{k} {v:+,}" for k, v in delta.items() if v) or "nothing"])
     add(_table(rows, ["engine", "left by the suite", "images the engine kept", "engine usage, after − before"]))
     add("")
+
+
+MOVE_SYMBOLS = {"loads and runs": "✓", "loads, cannot run": "◐", "refused": "✗", "loaded nothing": "∅"}
+
+
+def move_rows(document: dict[str, Any]) -> tuple[list[str], dict[str, dict[str, dict[str, Any]]]]:
+    """(targets in order, {archive row: {target: cell}}): the move grid's data."""
+    targets: list[str] = []
+    grid: dict[str, dict[str, dict[str, Any]]] = {}
+    for o in observations(document, "move"):
+        d = o["data"]
+        target = d["target"]
+        if target not in targets:
+            targets.append(target)
+        archive = d["archive"]
+        grid.setdefault(f"{archive['kind']} by {archive['writer']}", {})[target] = d
+    return sorted(targets), grid
+
+
+def _moves(document: dict[str, Any], add) -> None:
+    targets, grid = move_rows(document)
+    if not grid:
+        return
+    add("## Moving archives between engines\n")
+    add("A small image (files, a symlink, a deleted file, a command that prints a known line), built by each "
+        "source engine itself; each writer's archive of it loaded into each engine. ✓ loads and runs, "
+        "◐ loads but cannot run, ✗ refused, ∅ loaded nothing. A row's source is the engine that built the "
+        "image (skopeo converts the machine's engine's save).\n")
+    rows, differing = [], []
+    for row, cells in sorted(grid.items()):
+        archive = next(iter(cells.values()))["archive"]
+        diagonal = cells.get(archive["source_engine"], {}).get("outcome")
+        rows.append([row, f"{archive['bytes']:,}", "/".join(sorted(set(archive["layer_compression"]))) or "?",
+                     *(MOVE_SYMBOLS.get(cells[t]["outcome"], "?") if t in cells else "" for t in targets)])
+        own = cells.get(archive["source_engine"], {})
+        for target, cell in sorted(cells.items()):
+            if target == archive["source_engine"] or not own:
+                continue
+            words = _normalise_words((cell.get("load") or {}).get("message")) if cell["outcome"] == "refused" else ""
+            said = []
+            if cell["outcome"] != diagonal:
+                said.append(cell["outcome"] + (f" ({_cell(words, 200)})" if words else ""))
+            both_loaded = cell.get("image_id") and own.get("image_id")
+            if both_loaded and cell.get("named") != own.get("named"):
+                said.append("loaded without a name" if not cell.get("named") else "loaded with its name")
+            if both_loaded and cell.get("id_is") != own.get("id_is"):
+                said.append(f"its id is {cell['id_is']} (on its own engine: {own.get('id_is') or 'no image'})")
+            if said:
+                differing.append(f"- {archive['kind']} saved on {archive['source_engine']} ({archive['writer']}), "
+                                 f"loaded on {target}: " + "; ".join(said))
+    add(_table(rows, ["archive", "bytes", "layers", *targets]))
+    add("")
+    if differing:
+        add("Where a pair differs from the archive's own engine (the diagonal):\n")
+        add("\n".join(differing))
+        add("")
+
+
+def _new_behaviours(document: dict[str, Any], add) -> None:
+    """Engines outside what the expectations were measured on: what was extrapolated, and what differed."""
+    new = document.get("new_behaviours") or []
+    extrapolated = [e for e in document.get("expectations") or [] if e.get("extrapolated")]
+    if not new and not extrapolated:
+        return
+    add("## New behaviours and extrapolated expectations\n")
+    if new:
+        add("What an engine did that no measured engine of its kind, version and store did (the test failed):\n")
+        add(_table([[n["engine"], n["rule"], _cell(n["what"], 200), _cell(repr(n["value"]), 60),
+                     _cell(repr(n["seen"]), 60), ", ".join(n["measured_on"]) or "none", n.get("extrapolated") or ""]
+                    for n in sorted(new, key=lambda n: (n["engine"], n["rule"]))],
+                   ["engine", "rule", "what", "expected", "seen", "measured on", "extrapolated because"]))
+        add("")
+    if extrapolated:
+        add("Expectations answered for engines they were not measured on (each still asserted):\n")
+        add(_table([[e["engine"], e["rule"], _cell(repr(e["value"]), 60), ", ".join(e["measured_on"]) or "none",
+                     _cell(e["extrapolated"], 200)] for e in sorted(extrapolated, key=lambda e: (e["engine"], e["rule"]))],
+                   ["engine", "rule", "expected", "measured on", "why extrapolated"]))
+        add("")
 
 
 def _storage(document: dict[str, Any], add) -> None:
@@ -577,7 +657,7 @@ def _use_cases(document: dict[str, Any], add) -> None:
 
 def _generic(document: dict[str, Any], add) -> None:
     shown = {"cross-load", "sizes", "save-structure", "decomposition", "flatten-diff", "import-loses",
-             "import-repair", "airgap-compose", "base-image", "layer-compression"}
+             "import-repair", "airgap-compose", "base-image", "layer-compression", "move"}
     rest = [o for o in document.get("observations", []) if o.get("topic") not in shown]
     if not rest:
         return

@@ -43,6 +43,11 @@ OPTIONS: dict[str, tuple[str, object, object]] = {
     "keep_archives": ("keep the save/export archives after the run (their path is reported)", False, "bool"),
     "archive_dir": ("where the run's save/export archives are written (a folder of the run's own is made below "
                     "it); default: a temporary directory", None, "str"),
+    "move_dir": ("where the move matrix's archives are made (once per writer) and loaded from, shared by the "
+                 "runs of its passes; default: a temporary directory of the run's own", None, "str"),
+    "move_pass": ("which part of the move matrix this run does: make (each engine writes its archives), load "
+                  "(each engine loads every archive in the move directory), or both (one run: the engines "
+                  "of this run move to each other)", "both", ("both", "make", "load")),
 }
 
 
@@ -82,6 +87,8 @@ class Settings:
     baseline: str | None
     keep_archives: bool
     archive_dir: str | None
+    move_dir: str | None
+    move_pass: str
     debian_mirror_origin: str = "apt's configuration"  # where debian_mirror came from, for the report
 
 
