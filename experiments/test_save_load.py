@@ -95,7 +95,7 @@ def test_save_by_name_is_an_image_repository_not_a_container(engine_ops, run_sco
         claim_evidence.verdict("C2", "refuted", f"save by the bare name failed ({by_name.error_type}: "
                                                 f"{by_name.message}): the engine reads NAME as NAME:latest")
     expect(expectations.save_by_repository_name_ok, container_engine.facts).check(
-        by_name.ok, f"save by a bare repository name succeeds ({by_name.error_type or 'ok'}: {by_name.message[:200]})")
+        by_name.ok, f"save by a bare repository name succeeds ({by_name.error_type or 'ok'}: {(by_name.message or '')[:200]})")
     if by_name.failed:
         return
     as_written = {"b.tar": {"bytes": by_name.bytes, "sha256": sha256_of(archive_dir / "b.tar"),

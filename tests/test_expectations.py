@@ -10,7 +10,7 @@ import pytest
 from saveexport import expectations
 from saveexport.engines import EngineFacts
 from saveexport.expectations import (UnexpectedBehaviour, built_layer_compression, expect, import_keeps_tag,
-                                     save_layout)
+                                     save_layout, storage_kept_after)
 
 
 def facts(kind="docker", version="28.5.2", store="graphdriver", driver="overlay2") -> EngineFacts:
@@ -30,6 +30,9 @@ def _no_leftover_records():
     (facts(version="27.3.1"), save_layout, ""),  # between 26.1.5 and 28.5.2, which agree
     (facts(version="24.0.7"), save_layout, "24.0.7 lies between 20.10.24 and 26.1.5, which behave differently"),
     (facts(version="24.0.7"), import_keeps_tag, ""),  # the same neighbours agree on this rule
+    (facts(version="27.2.1"), storage_kept_after("export, then remove"),
+     "27.2.1 lies between 26.1.5 and 28.5.2, which behave differently"),  # upstream saw it leak on 27.2.1
+    (facts(version="27.2.1"), storage_kept_after("run, then remove"), ""),
     (facts(version="29.1.2"), save_layout, "29.1.2 is newer than the newest measured (28.5.2)"),
     (facts(version="19.03.15"), save_layout, "19.03.15 is older than the oldest measured (20.10.24)"),
     (facts(version="29.0.0", store="containerd", driver="overlayfs"), built_layer_compression,

@@ -152,3 +152,18 @@ def move_outcome(archive_kind: str, writer: str) -> Callable[[EngineFacts], str]
 
     rule.__name__ = f"move_outcome[{archive_kind} by {writer}]"
     return rule
+
+
+def storage_kept_after(operation: str) -> Callable[[EngineFacts], list[str]]:
+    """Which kinds of object an engine's own storage keeps after one operation on a tiny image, once the
+    container is removed (experiments/test_storage_kept.py). Measured: after `export`, Docker 26.1.5 with
+    overlay2 keeps the container's read-write layer record and two driver directories (its layer and its
+    init layer); 20.10.24, 28.5.2, the containerd store and Podman keep nothing. Upstream: moby/moby#48516
+    ("docker export container creates orphan layers", reported on 27.2.1, open)."""
+    def rule(facts: EngineFacts) -> list[str]:
+        exports_leak = (facts.kind == "docker" and facts.image_store == "graphdriver"
+                        and (26,) <= version_tuple(facts.version) < (28,))
+        return ["driver-dir", "rw-layer"] if operation.startswith("export") and exports_leak else []
+
+    rule.__name__ = f"storage_kept_after[{operation}]"
+    return rule
