@@ -84,3 +84,15 @@ def test_the_report_command_merges_evidence_files(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "saveexport.cli", "report", paths[0], str(tmp_path / "missing.json")],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "missing.json" in bad.stderr
+
+
+def test_a_pass_that_speaks_to_no_claim_changes_no_verdict():
+    from saveexport.baseline import compare
+
+    matrix = _document("a", "docker-1", "confirmed", "note")
+    moves = _document("b", "docker-1", "no verdict", "note")
+    changes, notes = compare(matrix, moves)
+    assert changes == [], (changes, notes)
+    failed = _document("c", "docker-1", "no verdict", "note")
+    failed["claims"]["C1"]["per_engine"]["docker-1"]["aspects"] = [{"verdict": "confirmed", "test_outcome": "failed"}]
+    assert compare(matrix, failed)[0] == ["docker-1: C1 verdict: was 'confirmed', now 'no verdict'"]

@@ -18,6 +18,8 @@ def behaviour(document: dict[str, Any]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for claim, data in document.get("claims", {}).items():
         for engine, entry in data["per_engine"].items():
+            if entry["verdict"] == "no verdict" and not entry.get("aspects"):
+                continue  # no test of this run spoke to the claim (the move pass): not measured, not changed
             out.setdefault(engine, {})[f"{claim} verdict"] = entry["verdict"]
     for o in observations(document, "cross-load"):
         d, engine = o["data"], o.get("engine")
