@@ -201,6 +201,8 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
     merged["engines"] = list(engines.values())
     for key in LISTS:
         merged[key] = [item for d in documents for item in d.get(key) or []]
+    merged["storage"] = [dict(item, run_id=item.get("run_id") or d.get("run_id"))
+                         for d in documents for item in d.get("storage") or []]
     merged["tests"] = {name: test for d in documents for name, test in (d.get("tests") or {}).items()}
     merged["debian_mirror"] = next((d["debian_mirror"] for d in documents if d.get("debian_mirror")), None)
     claims: dict[str, Any] = {}

@@ -397,7 +397,12 @@ def _storage(document: dict[str, Any], add) -> None:
         "the run, with the test after which it first appeared (per test on a private engine, whose storage "
         "the suite alone uses; over the whole run on a shared one).\n")
     rows = []
-    for s in sorted(found, key=lambda s: s["engine"]):
+    runs = {}
+    for s in found:  # a merged report holds each engine once per run (the matrix, its move pass)
+        runs.setdefault(s["engine"], []).append(s.get("run_id"))
+    for s in sorted(found, key=lambda s: (s["engine"], str(s.get("run_id")))):
+        engine = s["engine"] + (f" (run {s.get('run_id')})" if len(runs[s["engine"]]) > 1 else "")
+        s = dict(s, engine=engine)
         if not s.get("measured"):
             rows.append([s["engine"], s["store"], f"not measurable here: {_cell(s.get('why', ''), 200)}", ""])
             continue
