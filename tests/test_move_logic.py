@@ -96,3 +96,20 @@ def test_a_pass_that_speaks_to_no_claim_changes_no_verdict():
     failed = _document("c", "docker-1", "no verdict", "note")
     failed["claims"]["C1"]["per_engine"]["docker-1"]["aspects"] = [{"verdict": "confirmed", "test_outcome": "failed"}]
     assert compare(matrix, failed)[0] == ["docker-1: C1 verdict: was 'confirmed', now 'no verdict'"]
+
+
+def test_storage_kept_is_a_change_only_when_an_engine_keeps_a_kind_it_did_not():
+    from saveexport.baseline import compare
+
+    def with_storage(run_id: str, kinds: list[str]) -> dict:
+        document = _document(run_id, "docker-1", "confirmed", "note")
+        document["storage"] = [{"engine": "docker-1", "measured": True, "shared": False,
+                                "kept": [{"kind": kind, "name": "x", "after": "t"} for kind in kinds]}]
+        return document
+
+    baseline = with_storage("a", ["rw-layer", "driver-dir"])
+    assert compare(baseline, with_storage("b", ["driver-dir", "rw-layer"])) == ([], [])
+    changes, notes = compare(baseline, with_storage("c", []))  # a pass that keeps less: noted only
+    assert changes == [] and notes and "fewer kinds" in notes[0]
+    changes, _ = compare(baseline, with_storage("d", ["rw-layer", "content-blob"]))
+    assert changes and "keeps what it did not" in changes[0]

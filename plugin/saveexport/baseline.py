@@ -37,11 +37,14 @@ def behaviour(document: dict[str, Any]) -> dict[str, dict[str, str]]:
         out.setdefault(o.get("engine"), {})["save layout"] = f"{o['data']['layout']}, layers {compression}"
     for o in observations(document, "layer-compression"):
         out.setdefault(o.get("engine"), {})["a layer built here is saved"] = o["data"]["built_layer"]
+    kept: dict[str, set[str]] = {}
     for s in document.get("storage") or []:
         if s.get("measured") and not s.get("shared"):  # a shared engine's storage is not the suite's alone
-            # which kinds of object it kept, not how many or after which test: one run's count is one sample
-            kinds = sorted({k["kind"] for k in s.get("kept") or []})
-            out.setdefault(s["engine"], {})["storage kept after the run"] = ", ".join(kinds) or "nothing"
+            # which kinds of object it kept (over every run a merged document holds), not how many or after
+            # which test: one run's count is one sample
+            kept.setdefault(s["engine"], set()).update(k["kind"] for k in s.get("kept") or [])
+    for engine, kinds in kept.items():
+        out.setdefault(engine, {})[STORAGE_KEY] = ", ".join(sorted(kinds)) or "nothing"
     for o in observations(document, "move"):
         d = o["data"]
         out.setdefault(d["target"], {})[f"move {d['archive']['kind']} by {d['archive']['writer']}"] = d["outcome"]
@@ -61,6 +64,9 @@ def compare(baseline: dict[str, Any], current: dict[str, Any]) -> tuple[list[str
             continue
         for key in sorted(set(facts) | set(before[engine])):
             was, is_ = before[engine].get(key, "—"), facts.get(key, "—")
+            if key == STORAGE_KEY and key in facts and was != "—":
+                _compare_storage(engine, was, is_, changes, notes)
+                continue
             if key not in facts:
                 notes.append(f"{engine}: {key}: not measured in this run (was {was!r})")
             elif was in ("—", "not testable") and was != is_:  # the suite measures more now: nothing regressed
@@ -68,3 +74,17 @@ def compare(baseline: dict[str, Any], current: dict[str, Any]) -> tuple[list[str
             elif was != is_:
                 changes.append(f"{engine}: {key}: was {was!r}, now {is_!r}")
     return changes, notes
+
+
+STORAGE_KEY = "storage kept after the run"
+
+
+def _compare_storage(engine: str, was: str, is_: str, changes: list[str], notes: list[str]) -> None:
+    """A kind of object kept that the baseline never kept is a change; keeping fewer kinds is a note, since
+    a run of some of the tests (the move pass alone) keeps less without the engine behaving differently."""
+    before = set() if was == "nothing" else set(was.split(", "))
+    now = set() if is_ == "nothing" else set(is_.split(", "))
+    if now - before:
+        changes.append(f"{engine}: {STORAGE_KEY}: was {was!r}, now {is_!r} (it keeps what it did not)")
+    elif now != before:
+        notes.append(f"{engine}: {STORAGE_KEY}: was {was!r}, now {is_!r} (fewer kinds in this run)")
