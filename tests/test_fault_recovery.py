@@ -24,6 +24,7 @@ import pytest
 from saveexport.daemons import PrivateDockerd
 from saveexport.engines import Engine
 from saveexport.isolation import LABEL_RUN
+from saveexport.moves import tools_root
 from saveexport.standin import build, cached
 
 TOOLS = ("/bin/sh", "/bin/sleep", "/bin/cat", "/bin/touch")
@@ -32,20 +33,6 @@ CACHE_REF = "saveexport-cache/recovery-test:1"
 
 def _dockerd() -> str:
     return shutil.which("dockerd") or "/usr/sbin/dockerd"
-
-
-def _libraries(binary: str) -> set[str]:
-    proc = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False)
-    return {word for line in proc.stdout.splitlines() for word in line.split() if word.startswith("/")}
-
-
-def host_tools_root(path: Path) -> Path:
-    """A root holding the host's sh, sleep, cat and touch with their libraries: enough for a RUN step."""
-    with tarfile.open(path, "w") as tar:
-        for name in sorted(set(TOOLS).union(*(_libraries(tool) for tool in TOOLS))):
-            real = os.path.realpath(name)
-            tar.add(real, arcname=name.lstrip("/"))
-    return path
 
 
 def _wait_for(condition, limit_s: float, what: str) -> None:
@@ -66,7 +53,7 @@ def builder(tmp_path_factory):
     daemon = PrivateDockerd(name=f"se-recovery-{os.getpid()}", dockerd=_dockerd(), index=12)
     engine = Engine.connect(daemon.start(), timeout=120)
     try:
-        engine.api.import_image_from_file(str(host_tools_root(tmp / "tools.tar")), repository="se-recovery-tools",
+        engine.api.import_image_from_file(str(tools_root(tmp / "tools.tar", TOOLS)), repository="se-recovery-tools",
                                           tag="1")
         context = tmp / "context"
         context.mkdir()

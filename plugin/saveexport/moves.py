@@ -43,11 +43,11 @@ SKOPEO_KINDS = {  # archive kind -> skopeo copy's destination transport and opti
 }
 
 
-def tools_root(path: Path) -> Path:
-    """The host's sh, cat, rm, ln and mkdir with the libraries they need, as a tar: a base to build on
-    that needs no registry and no mirror (engines run on this host, so its binaries run in them)."""
+def tools_root(path: Path, tools: tuple[str, ...] = TOOLS) -> Path:
+    """The host's sh, cat, rm, ln and mkdir (or `tools`) with the libraries they need, as a tar: a base to
+    build on that needs no registry and no mirror (engines run on this host, so its binaries run in them)."""
     wanted: set[str] = set()
-    for tool in TOOLS:
+    for tool in tools:
         wanted.add(tool)
         proc = subprocess.run(["ldd", tool], capture_output=True, text=True, check=False)
         wanted |= {word for line in proc.stdout.splitlines() for word in line.split() if word.startswith("/")}
