@@ -164,12 +164,14 @@ def render_markdown(document: dict[str, Any]) -> str:
     add(f"Article: {document.get('article')}. Generated {document.get('created')} by saveexport "
         f"{document.get('saveexport_version')} (evidence schema {document.get('schema_version')}); "
         f"re-render with `saveexport report {JSON_NAME}`.\n")
+    _between_engines(document, add)  # what a reader came for first; the inventory follows
 
     add("## Engine\n")
     engines = document.get("engines") or []
     if engines:
         add(_table([[e["label"], e["kind"], e["version"], _api_cell(e), e["storage_driver"], e["image_store"],
-                     ", ".join(f"{k} {v}" for k, v in (e.get("components") or {}).items()), e["endpoint"]]
+                     _cell(", ".join(f"{k} {v}" for k, v in (e.get("components") or {}).items()), 300),
+                     e["endpoint"]]
                     for e in engines],
                    ["engine", "kind", "version", "API (oldest–newest; spoken)", "storage driver", "image store",
                     "components", "endpoint"]))
@@ -203,7 +205,6 @@ def render_markdown(document: dict[str, Any]) -> str:
     add(_table(rows, headers))
     add("")
 
-    _between_engines(document, add)
     _new_behaviours(document, add)
     _leaks(document, add)
     _storage(document, add)
