@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from saveexport.expectations import expect, no_command_refused_at
 from saveexport.fixtures import PG_ENV
 
 pytestmark = pytest.mark.usefixtures("run_scope")
@@ -31,7 +32,8 @@ def _into(engine_ops, run_scope, archive, archive_kind: str, way_in: str):
 @pytest.mark.claim("C9", "C10", "C12")
 @pytest.mark.parametrize("way_in", ["load", "import"])
 @pytest.mark.parametrize("archive_kind", ["save", "export"])
-def test_cross_load(archive_kind, way_in, archives, engine_ops, run_scope, subject_image, claim_evidence):
+def test_cross_load(archive_kind, way_in, archives, engine_ops, run_scope, subject_image, claim_evidence,
+                    container_engine):
     archive = archives[archive_kind]
     into, image = _into(engine_ops, run_scope, archive, archive_kind, way_in)
     original = engine_ops.inspect(subject_image.run_ref)["Config"]
@@ -64,12 +66,16 @@ def test_cross_load(archive_kind, way_in, archives, engine_ops, run_scope, subje
                                f"import took the save archive's files as they are: of {', '.join(PROBES)}, the "
                                f"image's root holds {', '.join(rootfs_holds or []) or 'none'}")
         assert into.ok
-        assert run_default.failed and run_default.result["state"] == "refused-at-create"
+        assert run_default.failed
+        expect(no_command_refused_at, container_engine.facts).check(
+            run_default.result["state"], "a container of the imported save archive, with no command")
         assert run_original.failed, "the save archive's files hold no runnable entrypoint"
         assert "manifest.json" in rootfs_holds and "bin" not in rootfs_holds
     elif (archive_kind, way_in) == ("export", "import"):
         assert into.ok
-        assert run_default.failed and run_default.result["state"] == "refused-at-create"
+        assert run_default.failed
+        expect(no_command_refused_at, container_engine.facts).check(
+            run_default.result["state"], "a container of the imported export archive, with no command")
     else:  # save → load: the ordinary way
         assert into.ok and run_default.ok
 

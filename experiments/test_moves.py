@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from saveexport import moves
-from saveexport.expectations import UnexpectedBehaviour, expect, move_outcome
+from saveexport.expectations import UnexpectedBehaviour, expect, move_outcome, podman_load_agrees
 
 pytestmark = pytest.mark.usefixtures("run_scope")
 
@@ -90,16 +90,33 @@ def test_load_moved_archives(container_engine, engine_ops, run_scope, move_dir, 
     archives = moves.made(move_dir)
     assert archives, (f"no archives in {move_dir}: run the make pass first (--saveexport-move-pass=make with the "
                       f"same --saveexport-move-dir)")
+    facts = container_engine.facts
+    cli = container_engine.cli if facts.kind == "podman" else None
     unexpected = []
-    for archive in archives:
-        cell = moves.load_into(engine_ops, run_scope, archive, move_dir / archive.file)
-        expected = expect(move_outcome(archive.kind, archive.writer), container_engine.facts)
-        claim_evidence.observe("move", archive=archive, target=container_engine.facts.label, expected=expected,
-                               **cell)
+
+    def check(expected, seen, what: str) -> None:
         try:
-            expected.check(cell["outcome"], f"{archive.kind} written by {archive.writer} ({archive.source_engine}), "
-                                            f"loaded on {container_engine.facts.label}")
+            expected.check(seen, what)
         except UnexpectedBehaviour as exc:
             unexpected.append(exc)
+
+    for archive in archives:
+        what = f"{archive.kind} written by {archive.writer} ({archive.source_engine}), loaded on {facts.label}"
+        expected = expect(move_outcome(archive.kind, archive.writer), facts)
+        cell = moves.load_into(engine_ops, run_scope, archive, move_dir / archive.file)
+        claim_evidence.observe("move", archive=archive, target=facts.label, expected=expected, **cell)
+        check(expected, cell["outcome"], what)
+        if cli is None:
+            continue
+        # Podman's other way in: the CLI on the service's own store, beside its compat API
+        by_cli = moves.load_into(engine_ops, run_scope, archive, move_dir / archive.file,
+                                 load=lambda path: moves.podman_load(cli, path))
+        claim_evidence.observe("move", archive=archive, target=f"{facts.label} (podman load)",
+                               target_engine=facts.label, route="podman load", expected=expected, **by_cli)
+        check(expected, by_cli["outcome"], what + " by `podman load`")
+        differs = [f"{key}: compat API {cell.get(key)!r}, podman load {by_cli.get(key)!r}"
+                   for key in ("outcome", "names", "image_id") if cell.get(key) != by_cli.get(key)]
+        check(expect(podman_load_agrees(archive.kind, archive.writer), facts), not differs,
+              what + (": `podman load` and the compat API differ (" + "; ".join(differs) + ")" if differs else ""))
     if unexpected:
         raise unexpected[0] if len(unexpected) == 1 else UnexpectedBehaviour.several(unexpected)

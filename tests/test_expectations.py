@@ -13,9 +13,19 @@ from saveexport.expectations import (UnexpectedBehaviour, built_layer_compressio
                                      save_layout, storage_kept_after)
 
 
-def facts(kind="docker", version="28.5.2", store="graphdriver", driver="overlay2") -> EngineFacts:
+def facts(kind="docker", version="28.5.2", store="graphdriver", driver="overlay2", containerd="") -> EngineFacts:
     return EngineFacts(kind=kind, version=version, api_version="1.51", min_api_version="1.24", os="linux",
-                       arch="amd64", kernel="6.1", storage_driver=driver, image_store=store, endpoint="unix:///x")
+                       arch="amd64", kernel="6.1", storage_driver=driver, image_store=store, endpoint="unix:///x",
+                       components={"containerd": containerd} if containerd else {})
+
+
+def test_the_containerd_store_on_a_containerd_never_measured_is_extrapolated():
+    """Docker 28.5.2 was measured, but the store lives in containerd: another containerd is another engine."""
+    on = ", ".join(expectations.MEASURED_CONTAINERD)
+    assert expect(save_layout, facts(store="containerd", driver="overlayfs", containerd="3.0.1+unknown")).extrapolated \
+        == f"its image store is containerd 3.0.1; the store was measured on containerd {on} only"
+    assert expect(save_layout, facts(store="containerd", driver="overlayfs", containerd="1.6.20~ds1")).extrapolated == ""
+    assert expect(save_layout, facts(containerd="3.0.1")).extrapolated == ""  # a graphdriver only runs containers
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +47,11 @@ def _no_leftover_records():
     (facts(version="19.03.15"), save_layout, "19.03.15 is older than the oldest measured (20.10.24)"),
     (facts(version="29.0.0", store="containerd", driver="overlayfs"), built_layer_compression,
      "29.0.0 is newer than the newest measured (28.5.2)"),
-    (facts(kind="podman", version="5.4.2"), save_layout, "5.4.2 is newer than the newest measured (4.3.1)"),
+    (facts(kind="podman", version="6.2.0"), save_layout, "6.2.0 is newer than the newest measured (5.8.6)"),
+    (facts(kind="podman", version="5.6.0"), import_keeps_tag, ""),  # between 5.4.2 and 5.8.6, which agree
+    (facts(kind="podman", version="5.0.0"), import_keeps_tag,
+     "5.0.0 lies between 4.3.1 and 5.4.2, which behave differently"),  # Podman began keeping the tag in between
+    (facts(kind="podman", version="4.9.4"), save_layout, ""),  # 4.3.1 and 5.4.2 agree on this rule
     (facts(kind="podman", version="5.8.6", store="containerd"), save_layout,
      "no podman engine with the containerd image store was measured"),
 ])

@@ -11,7 +11,7 @@ import pytest
 from saveexport import matrix, scheduling
 from saveexport.daemons import PrivateDockerd, _bridges_in
 from saveexport.engines import Engine
-from saveexport.errors import UsageError
+from saveexport.errors import EngineUnavailable, UsageError
 
 
 @pytest.fixture
@@ -221,3 +221,43 @@ def test_a_build_that_ignores_the_raised_floor_is_refused_in_one_line(pytester):
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*the daemon's oldest API is *, not 1.44: this build ignores "
                                  "DOCKER_MIN_API_VERSION*"])
+
+
+def test_docker_on_another_suites_containerd_is_an_engine_of_its_own():
+    """Docker 28.5.2's containerd image store on sid's containerd 2.1.9 (Docker 29 ships containerd 2):
+    an id that cannot collide with the store on the host's containerd, and the containerd it names is
+    the one that serves it; stopping it leaves no containerd of it running."""
+    on_host = matrix.parse("docker:sid+containerd")
+    spec = matrix.parse("docker:sid+containerd+containerd-from=sid")
+    assert spec.unavailable is None, spec.unavailable
+    assert spec.id == f"docker-28.5.2-containerd-{spec.containerd.version}" != on_host.id
+    assert spec.containerd.version.split(".")[0] == "2"
+    assert matrix.parse("docker:sid+containerd-from=sid").id == f"docker-28.5.2-overlay2-containerd-{spec.containerd.version}"
+    daemon = PrivateDockerd(name=f"selftest-{spec.id}", dockerd=spec.build.dockerd, index=14,
+                            containerd_store=True, containerd_bin=spec.containerd.bin)
+    try:
+        engine = Engine.connect(daemon.start())
+        engine.spec = spec
+        facts = engine.facts
+        assert facts.image_store == "containerd"
+        assert facts.components["containerd"].startswith(spec.containerd.version)
+        assert facts.label == spec.id
+        engine.close()
+    finally:
+        daemon.stop()
+    running = subprocess.run(["pgrep", "-f", str(daemon.exec_root)], capture_output=True, text=True).stdout
+    assert running == "" and not daemon.data_root.exists()
+
+
+def test_an_unknown_suite_for_containerd_is_one_line():
+    with pytest.raises(UsageError, match=r"\+containerd-from=hamm: unknown Debian suite"):
+        matrix.parse("docker:sid+containerd+containerd-from=hamm")
+
+
+def test_an_engine_on_another_containerd_than_asked_is_refused_in_one_line():
+    """Where a system containerd runs, dockerd joins it: the engine would not be the one its id names."""
+    spec = matrix.parse("docker:sid+containerd+containerd-from=sid")
+    matrix.check_started(spec, "1.24", {"containerd": f"{spec.containerd.version}+unknown"})  # the one asked for
+    with pytest.raises(EngineUnavailable, match=r"runs on containerd 1\.6\.20~ds1, not 2\.") as raised:
+        matrix.check_started(spec, "1.24", {"containerd": "1.6.20~ds1"})
+    assert "\n" not in str(raised.value)

@@ -21,6 +21,9 @@ def test_a_raised_api_floor_writes_as_its_build_does_and_a_store_is_a_writer_of_
     assert writer_of(_facts(variant="min-api-1.44")) == writer_of(_facts()) == "docker-28.5.2-overlay2"
     assert writer_of(_facts(store="containerd")) == "docker-28.5.2-containerd"
     assert writer_of(_facts(kind="podman", version="4.3.1")) == "podman-4.3.1"
+    # on another containerd than the host's, the store may write otherwise: a writer of its own
+    assert writer_of(_facts(store="containerd", variant="2.1.9")) == "docker-28.5.2-containerd-2.1.9"
+    assert writer_of(_facts(store="containerd", variant="2.1.9-min-api-1.44")) == "docker-28.5.2-containerd-2.1.9"
 
 
 def test_each_pass_deselects_the_other(pytester):

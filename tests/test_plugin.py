@@ -105,9 +105,12 @@ def test_evidence_becomes_a_versioned_json_and_markdown_report(pytester):
     assert document["claims"]["C11"]["per_engine"]["engine"]["verdict"] == "no verdict"
     assert document["observations"][0]["data"] == {"value": 1, "nested": {"a": [1, 2]}}
     markdown = (report_dir / "saveexport-report.md").read_text()
-    assert "| C9 " in markdown and "**confirmed**" in markdown and "**refuted**" in markdown
+    grid = next(b for b in markdown.split("\n\n") if b.startswith("|"))  # the first table: claims × engines
+    assert "| [C9](#c9-load-of-an-export-fails) load of an export fails" in grid and "✓" in grid and "✗" in grid
+    assert "**confirmed**" in markdown and "**refuted**" in markdown  # the evidence, row by row
     page = (report_dir / "saveexport-report.html").read_text()
-    assert page.startswith("<!doctype html>") and "<table>" in page and "<strong>confirmed</strong>" in page
+    assert page.startswith("<!doctype html>") and '<table class="grid" id="grid">' in page
+    assert '<td class="cell yes" title="engine: confirmed — first aspect; second aspect"><a href="#c9-engine">✓' in page
 
 
 def test_the_report_re_renders_from_json_alone(pytester, capsys):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import _normalise_words, observations
+from .reporting.common import normalise_words as _normalise_words, observations
 
 
 def behaviour(document: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -47,8 +47,11 @@ def behaviour(document: dict[str, Any]) -> dict[str, dict[str, str]]:
         out.setdefault(engine, {})[STORAGE_KEY] = ", ".join(sorted(kinds)) or "nothing"
     for o in observations(document, "move"):
         d = o["data"]
-        out.setdefault(d["target"], {})[f"move {d['archive']['kind']} by {d['archive']['writer']}"] = d["outcome"]
+        key = f"move {d['archive']['kind']} by {d['archive']['writer']}" + (f" via {d['route']}" if d.get("route") else "")
+        out.setdefault(d.get("target_engine") or d["target"], {})[key] = d["outcome"]
     for o in observations(document, "sizes"):
+        if not {"save_bytes", "export_bytes"} <= set(o["data"]):
+            continue  # a sizes record without both sizes says nothing about which is smaller
         smaller = "save" if o["data"]["save_bytes"] < o["data"]["export_bytes"] else "export"
         out.setdefault(o.get("engine"), {})["smaller archive"] = smaller
     return out
@@ -77,6 +80,13 @@ def compare(baseline: dict[str, Any], current: dict[str, Any]) -> tuple[list[str
 
 
 STORAGE_KEY = "storage kept after the run"
+
+
+def readable(changes: list[str], notes: list[str]) -> list[tuple[str, str]]:
+    """The diff as people read it, in pytest's terminal summary and from `saveexport report --baseline`:
+    [(line, "red" | "green" | "")]."""
+    lines = [(f"CHANGED  {line}", "red") for line in changes] + [(f"note     {line}", "") for line in notes]
+    return lines if changes else lines + [("every engine behaved as in the baseline", "green")]
 
 
 def _compare_storage(engine: str, was: str, is_: str, changes: list[str], notes: list[str]) -> None:

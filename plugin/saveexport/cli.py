@@ -1,8 +1,9 @@
 """`saveexport inspect | diff | report | gc | engine`: the parts of the suite that need no pytest run.
 
 Exit codes: 0 fine; 1 a readable archive with violations, each named by a code (or leftovers gc could not
-remove); 2 input that cannot be read as an archive (not a tar, truncated, a bomb, a reference outside the
-archive, nothing in it).
+remove, or a report whose baseline found a change, or with fewer engines than --expect); 2 input that
+cannot be read as an archive (not a tar, truncated, a bomb, a reference outside the archive, nothing in
+it) or as evidence (not evidence, a schema this version cannot read).
 Every failure prints one line (`saveexport: ...`); nothing prints a traceback.
 """
 
@@ -90,21 +91,30 @@ def main(argv: list[str] | None = None) -> int:
                                          "the matrix and its move pass, or one CI job per engine)")
     rep.add_argument("evidence", type=Path, nargs="+", help="saveexport-evidence.json")
     rep.add_argument("--evidence-out", type=Path, help="also write the merged evidence JSON here")
+    rep.add_argument("--baseline", type=Path, metavar="BASE.json",
+                     help="compare the (merged) evidence with an earlier run's; exit 1 when an engine behaves otherwise")
+    rep.add_argument("--expect", type=int, metavar="N",
+                     help="exit 1 when fewer than N engines arrived (a CI job that died must not vanish silently)")
+    rep.add_argument("--summary", type=Path, metavar="FILE",
+                     help="also write the short text form (grid, differences, regressions) for a CI job summary")
     rep.add_argument("-o", "--output", type=Path, help="where to write it (default: Markdown on stdout); a name "
                                                         "ending in .html gets one self-contained page")
 
     gc = sub.add_parser("gc", help="remove what interrupted runs left on an engine (never anything else)")
     gc.add_argument("--docker-host", help="engine endpoint (default: DOCKER_HOST or the local socket)")
-    gc.add_argument("--cache", action="store_true", help="also remove the cached offline builds (saveexport-cache-*)")
+    gc.add_argument("--cache", action="store_true", help="also remove the cached offline builds (saveexport-cache-*) "
+                                                         "and the Podman roots (podman:SUITE)")
 
     prov = sub.add_parser("provision", help="fetch Docker builds for the matrix from Debian's suites into a cache "
                                              "(or check a dockerd bundle you have), and Compose v2")
     prov.add_argument("--debian-mirror", metavar="URL",
                       help="the Debian mirror to fetch from (default: the Debian archive apt's own configuration "
                            "uses; env SAVEEXPORT_DEBIAN_MIRROR)")
-    prov.add_argument("sources", nargs="+", metavar="SUITE|PATH|compose",
-                      help="a Debian suite (bullseye, bookworm, trixie, sid), a dockerd binary/bundle directory, "
-                           "or 'compose' (Compose v2 for the air-gap scenario, when the machine has none)")
+    prov.add_argument("sources", nargs="+", metavar="SUITE|PATH|podman:SUITE|compose",
+                      help="a Debian suite (bullseye, bookworm, trixie, sid) for its Docker, a dockerd binary/bundle "
+                           "directory, podman:SUITE (trixie, forky, sid, experimental) for that suite's Podman in a "
+                           "root of the suite, started once to see that it runs here, or 'compose' (Compose v2 for "
+                           "the air-gap scenario, when the machine has none)")
 
     eng = sub.add_parser("engine", help="say which engine answers and what it is")
     eng.add_argument("--docker-host", help="engine endpoint (default: DOCKER_HOST or the local socket)")
@@ -132,7 +142,7 @@ def _inspect(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        from .report import render_inspect
+        from .archives.text import render_inspect
 
         print(render_inspect(summary))
         violations = summary["violations"]
@@ -164,7 +174,7 @@ def _diff(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        from .report import render_diff
+        from .archives.text import render_diff
 
         print(render_diff(summary))
     return 0
@@ -183,25 +193,45 @@ def _extract(args) -> int:
 
 
 def _report(args) -> int:
-    from . import report as report_module
+    """Render (and merge) evidence; 1 when --baseline finds a change or fewer than --expect engines arrived,
+    the report written either way, so the job that fails still shows what did arrive."""
+    from . import reporting
+    from .baseline import compare, readable
+    from .evidence import load, merge
+    from .reporting.common import user_path
 
-    from .evidence import merge
-
-    documents = [report_module.load(path) for path in args.evidence]
-    document = merge(documents) if len(documents) > 1 else documents[0]
+    documents = [load(path) for path in args.evidence]
+    sources = [user_path(path) for path in args.evidence]
+    document = merge(documents, sources) if len(documents) > 1 else documents[0]
+    status = 0
+    if args.baseline:
+        changes, notes = compare(load(args.baseline), document)
+        document["baseline"] = {"file": user_path(args.baseline), "changes": changes, "notes": notes}
+        for line, _ in readable(changes, notes):
+            print(line, file=sys.stderr)  # as pytest's terminal summary shows it
+        status = 1 if changes else status
+    for warning in document.get("merge_warnings") or []:
+        print(f"saveexport: warning: {warning}", file=sys.stderr)
     if args.evidence_out:
         args.evidence_out.parent.mkdir(parents=True, exist_ok=True)
-        args.evidence_out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    text = report_module.render_markdown(document)
+        args.evidence_out.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        plots = report_module.draw_plots(document, args.output.parent)
+        plots = reporting.draw_plots(document, args.output.parent)
         page = args.output.suffix.lower() in (".html", ".htm")
-        args.output.write_text(report_module.render_html(text, args.output.parent) if page else text, encoding="utf-8")
+        args.output.write_text(reporting.render_page(document, args.output.parent) if page
+                               else reporting.render_markdown(document), encoding="utf-8")
         print(f"saveexport: wrote {args.output}" + "".join(f" and {p}" for p in plots))
     else:
-        sys.stdout.write(text)
-    return 0
+        sys.stdout.write(reporting.render_markdown(document))
+    if args.summary:
+        reporting.write_summary(document, args.summary)
+    arrived = [e.get("label") for e in document.get("engines") or []]
+    if args.expect is not None and len(arrived) < args.expect:
+        print(f"saveexport: expected {args.expect} engines, {len(arrived)} arrived ({', '.join(arrived) or 'none'}): "
+              f"a job died before its evidence was uploaded?", file=sys.stderr)
+        status = 1
+    return status
 
 
 def _gc(args) -> int:
@@ -211,6 +241,10 @@ def _gc(args) -> int:
     engine = Engine.connect(args.docker_host)
     problems = sweep(engine, run_id=None, owns_tag=lambda tag: bool(RUN_TAG.match(tag)))
     if args.cache:
+        from .podman_roots import remove_roots
+
+        for line in remove_roots():
+            print(f"saveexport: {line}")
         for image in engine.api.images():
             for tag in image.get("RepoTags") or ():
                 if tag.startswith(CACHE_PREFIX):
@@ -234,7 +268,18 @@ def _provision(args) -> int:
         mirrors = choose(os.environ["SAVEEXPORT_DEBIAN_MIRROR"], "SAVEEXPORT_DEBIAN_MIRROR")
     else:
         mirrors = choose()
+    failed = 0
     for source in args.sources:
+        if source.startswith("podman:"):
+            from .errors import EngineUnavailable
+            from .podman_roots import provision
+
+            try:
+                print(provision(source.partition(":")[2], mirrors=mirrors))
+            except EngineUnavailable as exc:  # made, but it cannot run here: say why, go on with the others
+                print(f"saveexport: {exc}", file=sys.stderr)
+                failed += 1
+            continue
         if source == "compose":
             compose = find_compose(mirrors=mirrors)
             print(f"Compose {compose.version}: {' '.join(compose.argv)} ({compose.source})")
@@ -251,7 +296,7 @@ def _provision(args) -> int:
             print(f"saveexport: not taken: {line}")
     else:
         print("saveexport: every build asked for was already in the cache; no Debian mirror was asked")
-    return 0
+    return 1 if failed else 0
 
 
 def _engine(args) -> int:

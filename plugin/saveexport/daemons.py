@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -106,6 +107,7 @@ class PrivateDockerd(_Places):
     index: int  # picks the bridge subnet 172.(40+index).0.0/16
     containerd_store: bool = False
     min_api: str | None = None  # DOCKER_MIN_API_VERSION: the oldest API it accepts (Docker 29 ships 1.44)
+    containerd_bin: str | None = None  # a directory with another containerd (and its shim) than the host's
     netns: str | None = None  # a network namespace (ip netns) to run in: its bridge and containers live there
     started: float = 0.0
     process: subprocess.Popen | None = field(default=None, repr=False)
@@ -146,7 +148,9 @@ class PrivateDockerd(_Places):
         argv += ["--config-file", str(config_file)]
         env = dict(os.environ)
         # the build's own helpers (docker-proxy, docker-init) first; containerd and runc from the host
-        env["PATH"] = os.pathsep.join([str(Path(self.dockerd).parent), str(Path(self.dockerd).parents[1] / "bin"),
+        # (or the containerd asked for: the daemon starts the first `containerd` on its PATH as its own)
+        env["PATH"] = os.pathsep.join([*([self.containerd_bin] if self.containerd_bin else []),
+                                       str(Path(self.dockerd).parent), str(Path(self.dockerd).parents[1] / "bin"),
                                        env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
         env.pop("DOCKER_HOST", None)
         env.pop("DOCKER_MIN_API_VERSION", None)
@@ -239,28 +243,9 @@ class PrivateDockerd(_Places):
     def pool(self) -> str:
         return f"10.{200 + self.index}.0.0/16"
 
-    def _forward_rules(self) -> list[list[str]]:
-        comment = ["-m", "comment", "--comment", f"saveexport {self.name}"]
-        return [["FORWARD", "-s", net, "-d", net, *comment, "-j", "ACCEPT"] for net in (self.subnet, self.pool)]
-
     def _forward(self, add: bool) -> None:
         """Accept traffic inside the daemon's own subnets (see the module's docstring); remove it again."""
-        iptables = shutil.which("iptables")
-        if iptables is None:
-            return  # no packet filter: nothing drops the traffic
-        for rule in self._forward_rules():
-            present = subprocess.run(self._ns([iptables, "-w", "-C", *rule]), capture_output=True,
-                                     check=False).returncode == 0
-            if add and not present:
-                proc = subprocess.run(self._ns([iptables, "-w", "-I", *rule]), capture_output=True, text=True,
-                                      check=False)
-                if proc.returncode != 0:
-                    raise EngineUnavailable(f"could not let {self.name}'s containers reach each other "
-                                            f"(iptables -I {' '.join(rule)}): {proc.stderr.strip()}")
-            while not add and present:
-                subprocess.run(self._ns([iptables, "-w", "-D", *rule]), capture_output=True, check=False)
-                present = subprocess.run(self._ns([iptables, "-w", "-C", *rule]), capture_output=True,
-                                         check=False).returncode == 0
+        _accept_within(self.name, (self.subnet, self.pool), add, self._ns)
 
     def _bridge_up(self) -> None:
         subprocess.run(self._ns(["ip", "link", "del", self.bridge]), capture_output=True, check=False)
@@ -273,12 +258,34 @@ class PrivateDockerd(_Places):
                                         f"{proc.stderr.strip()}")
 
 
+def _accept_within(name: str, nets: tuple[str, ...], add: bool, ns=lambda argv: argv) -> None:
+    """One commented FORWARD rule per subnet of a private engine, accepting its traffic among itself while
+    it runs (the machine's engine sets FORWARD to DROP); removed again at stop."""
+    iptables = shutil.which("iptables")
+    if iptables is None:
+        return  # no packet filter: nothing drops the traffic
+    comment = ["-m", "comment", "--comment", f"saveexport {name}"]
+    for rule in (["FORWARD", "-s", net, "-d", net, *comment, "-j", "ACCEPT"] for net in nets):
+        present = subprocess.run(ns([iptables, "-w", "-C", *rule]), capture_output=True, check=False).returncode == 0
+        if add and not present:
+            proc = subprocess.run(ns([iptables, "-w", "-I", *rule]), capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise EngineUnavailable(f"could not let {name}'s containers reach each other "
+                                        f"(iptables -I {' '.join(rule)}): {proc.stderr.strip()}")
+        while not add and present:
+            subprocess.run(ns([iptables, "-w", "-D", *rule]), capture_output=True, check=False)
+            present = subprocess.run(ns([iptables, "-w", "-C", *rule]), capture_output=True,
+                                     check=False).returncode == 0
+
+
 def _in_netns(netns: str | None, argv: list[str]) -> list[str]:
     return ["nsenter", f"--net=/run/netns/{netns}", "--", *argv] if netns else argv
 
 
-def _bridges_in(pool: str, netns: str | None = None) -> list[str]:
-    """Bridges (br-*) whose address lies in `pool` (a /16 of ours)."""
+def _bridges_in(pool: str, netns: str | None = None, prefixes: tuple[str, ...] = ("br-",),
+                only: bool = False) -> list[str]:
+    """Bridges (br-*, or other `prefixes`: podman for Podman's) with an address in `pool` (a /16 of ours);
+    `only`: with no address outside it."""
     prefix = pool.split(".0.0/")[0] + "."
     proc = subprocess.run(_in_netns(netns, ["ip", "-j", "-4", "addr", "show"]), capture_output=True, text=True,
                           check=False)
@@ -286,8 +293,9 @@ def _bridges_in(pool: str, netns: str | None = None) -> list[str]:
         links = json.loads(proc.stdout or "[]")
     except ValueError:
         return []
-    return [link["ifname"] for link in links if str(link.get("ifname", "")).startswith("br-")
-            and any(str(a.get("local", "")).startswith(prefix) for a in link.get("addr_info") or [])]
+    inside = [[str(a.get("local", "")).startswith(prefix) for a in link.get("addr_info") or []] for link in links]
+    return [link["ifname"] for link, ours in zip(links, inside) if str(link.get("ifname", "")).startswith(prefixes)
+            and ours and (all(ours) if only else any(ours))]
 
 
 def _answers(socket_path: Path) -> bool:
@@ -305,15 +313,20 @@ def _answers(socket_path: Path) -> bool:
 
 def _kill_using(path: Path) -> None:
     """SIGKILL every process whose command line names `path` (a dead daemon's containerd and shims)."""
-    needle = str(path).encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            if needle in (proc / "cmdline").read_bytes():
+            if _names(path, (proc / "cmdline").read_bytes()):
                 os.kill(int(proc.name), signal.SIGKILL)
         except (OSError, ProcessLookupError):
             continue
+
+
+def _names(path: Path, text: bytes) -> bool:
+    """Whether `text` (a command line, a mount table) names `path` or something below it; never a sibling
+    that merely starts alike (the store of `podman` is not the store of `podman-5.4.2`)."""
+    return re.search(re.escape(str(path).encode()) + rb"(?=[/\x00\s:,=]|$)", text) is not None
 
 
 def _unmount_below(path: Path) -> None:
@@ -333,50 +346,104 @@ class PodmanService(_Places):
 
     Like a private dockerd it has a store of its own (--root, --runroot, --tmpdir), so it starts
     empty, never sees the user's Podman images, and is deleted with everything in it afterwards.
+    With `root` (podman_roots.py) it is a newer Debian suite's podman, run inside that suite's root in
+    a mount namespace of its own; its socket and store are bound in at their host paths.
     """
 
     name: str = "podman"
+    root: str | None = None
+    index: int = 1  # its slot: picks the address pool 10.(200+index).0.0/16 and the default bridge sepm<index>
     process: subprocess.Popen | None = field(default=None, repr=False)
     env: dict | None = field(default=None, repr=False)
     socket_name = "podman.sock"
+    slots = True
+
+    @property
+    def pool(self) -> str:
+        return f"10.{200 + self.index}.0.0/16"
+
+    @property
+    def bridge(self) -> str:
+        return f"sepm{self.index}"
+
+    def _networks(self) -> str:
+        """containers.conf's [network]: networks of its own (a config directory, an address pool and a
+        default network on a bridge of its own), so two Podman services at once (two versions side by
+        side) never share podman0 and 10.88.0.0/16 and hand out the same addresses on it."""
+        directory = self.run_dir / "networks"
+        directory.mkdir(parents=True, exist_ok=True)
+        base = self.pool.split(".0.0/")[0]
+        (directory / "podman.json").write_text(json.dumps({
+            "name": "podman", "id": "2f259bab93aaaaa2542ba43ef33eb990d0999ee1b9924b557b7be53c0b7a1bb9",
+            "driver": "bridge", "network_interface": self.bridge, "created": "2026-01-01T00:00:00Z",
+            "subnets": [{"subnet": f"{base}.0.0/24", "gateway": f"{base}.0.1"}], "ipv6_enabled": False,
+            "internal": False, "dns_enabled": False, "ipam_options": {"driver": "host-local"}}))
+        return (f'[network]\nnetwork_config_dir = "{directory}"\ndefault_subnet = "{base}.0.0/24"\n'
+                f'default_subnet_pools = [{{"base" = "{base}.0.0/16", "size" = 24}}]\n')
 
     def _argv(self, podman: str) -> list[str]:
         return [podman, "--root", str(self.data_root / "storage"), "--runroot", str(self.run_dir / "runroot"),
                 "--tmpdir", str(self.run_dir / "tmp")]
 
+    def _podman(self) -> str | None:
+        if self.root is not None:
+            return "/usr/bin/podman" if Path(self.root, "usr/bin/podman").exists() else None
+        return shutil.which("podman")
+
     def cli(self) -> tuple[list[str], dict[str, str]]:
-        """The podman CLI on this service's own store (what the compat API cannot do: save an oci-archive)."""
-        return self._argv(shutil.which("podman") or "podman"), dict(self.env or os.environ)
+        """The podman CLI on this service's own store (what the compat API cannot do: save an oci-archive).
+        Give it files by stdin and stdout: a root's podman sees no host path but its store's."""
+        argv = self._argv(self._podman() or "podman")
+        if self.root is not None and self.process is not None:
+            from .podman_roots import join
+
+            argv = join(self.process.pid, argv)
+        return argv, dict(self.env or os.environ)
 
     def start(self, wait_s: float = 30) -> str:
-        podman = shutil.which("podman")
+        podman = self._podman()
         if podman is None:
-            raise EngineUnavailable("podman is not installed; 'apt-get install podman' (Debian) or leave it out of "
-                                    "--saveexport-engine")
+            raise EngineUnavailable(f"there is no podman in {self.root}; remove it and run again (saveexport gc "
+                                    f"--cache)" if self.root else "podman is not installed; 'apt-get install "
+                                    "podman' (Debian) or leave it out of --saveexport-engine")
         self._claim()
         self._clean()  # what a dead run left under this name
         for path in (self.run_dir, self.data_root):
             path.mkdir(parents=True, exist_ok=True)
         conf = self.run_dir / "containers.conf"
         # this VM cannot raise rlimits beyond these (podman's defaults ask for more and containers fail);
-        # no systemd runs here: cgroupfs and a file for events
+        # no systemd runs here: cgroupfs and a file for events; in a root, runc (crun refuses hybrid cgroups)
         conf.write_text('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
-                        '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+                        '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+                        + ('runtime = "runc"\n' if self.root else "") + self._networks())
+        _accept_within(self.name, (self.pool,), add=True)  # Podman 5's nftables rules alone do not pass
+        # the machine's engine's FORWARD DROP: a Compose app never reached its database
         self.env = dict(os.environ, CONTAINERS_CONF=str(conf))
+        argv = [*self._argv(podman), "system", "service", "--time=0", self.endpoint]
+        if self.root is not None:
+            from .podman_roots import enter
+
+            self.env["PODMAN_IGNORE_CGROUPSV1_WARNING"] = "1"  # the warning, on every call, says nothing new
+            argv = enter(self.root, [self.run_dir, self.data_root], argv)
         with open(self.log, "wb") as out:
-            self.process = subprocess.Popen([*self._argv(podman), "system", "service", "--time=0", self.endpoint],
-                                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=self.env, start_new_session=True)
+        try:
+            return self._wait_until_answers(wait_s)
+        except BaseException:  # it did not answer, or the run was interrupted while it started
+            self.stop(keep_log=True)
+            raise
+
+    def _wait_until_answers(self, wait_s: float) -> str:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                last = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
-                self.stop(keep_log=True)
-                raise EngineUnavailable(f"podman system service exited at start-up: {last[0][:300]}; log: {self.log}")
+                said = [line for line in self.log.read_text(errors="replace").strip().splitlines() if line.strip()]
+                raise EngineUnavailable(f"podman system service exited at start-up: {_last_words(said)}; "
+                                        f"log: {self.log}")
             if self.socket.exists() and _answers(self.socket):
                 return self.endpoint
             time.sleep(0.3)
-        self.stop(keep_log=True)
         raise EngineUnavailable(f"podman system service did not answer within {wait_s:.0f}s; log: {self.log}")
 
     def stop(self, keep_log: bool = False) -> None:
@@ -385,22 +452,66 @@ class PodmanService(_Places):
 
     def _clean(self, keep_log: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            _signal_group(self.process.pid, signal.SIGTERM)  # in a root: unshare ignores it, podman does not
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                _signal_group(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
         self.process = None
         podman = shutil.which("podman")
-        if podman and self.data_root.exists():  # stop what still runs in the store, then drop the store
+        if self.root is None and podman and self.data_root.exists():  # stop what still runs, then drop the store
             subprocess.run([*self._argv(podman), "system", "reset", "--force"], capture_output=True, timeout=120,
                            env=self.env, check=False)
-        # a dead run's service, and conmon monitors that outlive their containers (for their exit delay)
-        _kill_using(self.data_root)
-        _kill_using(self.run_dir)
+        # a dead run's service, conmon monitors that outlive their containers (for their exit delay), and
+        # whatever still runs in a namespace that holds the store (a root's, or a container's)
+        for path in (self.data_root, self.run_dir):
+            _kill_using(path)
+            _kill_namespaces_holding(path)
         _unmount_below(self.data_root)
         _unmount_below(self.run_dir)
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        _accept_within(self.name, (self.pool,), add=False)
+        # the default network's bridge, and those of networks a killed service could not tear down (netavark
+        # names them podmanN: only those whose every address lies in this service's pool are its own)
+        for bridge in [self.bridge, *_bridges_in(self.pool, prefixes=("podman",), only=True)]:
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
         if not keep_log:
             self.log.unlink(missing_ok=True)
+
+
+def _last_words(lines: list[str]) -> str:
+    """The line of a log that says why: the last error, else the last line (a root's podman ends with
+    unshare's own words about its child)."""
+    errors = [line for line in lines if re.search(r"\b(error|Error|ERRO|fatal|FATA)\b", line)]
+    last = (errors or lines or ["?"])[-1]
+    said = re.search(r'\bmsg="((?:[^"\\]|\\.)*)"', last)  # logrus: time=… level=fatal msg="…"
+    return (said.group(1) if said else last)[:300]
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_namespaces_holding(path: Path) -> None:
+    """SIGKILL every process of another mount namespace whose mounts name `path`: a root's service and what
+    it runs, containers included (their root's overlay names its layers in the store). When the last one
+    ends, its namespace and every mount in it go with it. Processes of this namespace are never touched."""
+    try:
+        own = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.readlink(proc / "ns" / "mnt") == own:
+                continue
+            if _names(path, (proc / "mountinfo").read_bytes()):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue

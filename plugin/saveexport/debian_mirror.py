@@ -146,6 +146,9 @@ class AptConfig:
     source_parts: Path
     lists: Path  # Dir::State::Lists: the Release files apt fetched
     proxies: dict[str, str] = field(default_factory=dict)  # "http" / "https" / "http::HOST" -> URL or DIRECT
+    # how apt here judges a Release file's dates (a snapshot mirror's Valid-Until has passed): what apt-get
+    # does here anyway, and mmdebstrap (whose apt reads none of the host's configuration) is told the same
+    release_checks: dict[str, str] = field(default_factory=dict)
 
     def proxy_for(self, uri: str) -> str | None:
         """The proxy apt would use for `uri` (per host first), else the environment's; None for direct."""
@@ -194,9 +197,14 @@ def apt_config(values: dict[str, str] | None = None) -> AptConfig:
         match = re.match(r"^Acquire::(https?)::Proxy(?:::(.+))?$", key)
         if match:
             proxies[match.group(1) + (f"::{match.group(2)}" if match.group(2) else "")] = value
+    checks = {key: value for key, value in values.items() if key in RELEASE_CHECKS}
     return AptConfig(source_list=_apt_path(values, "Dir", "Dir::Etc", "Dir::Etc::sourcelist"),
                      source_parts=_apt_path(values, "Dir", "Dir::Etc", "Dir::Etc::sourceparts"),
-                     lists=_apt_path(values, "Dir", "Dir::State", "Dir::State::lists"), proxies=proxies)
+                     lists=_apt_path(values, "Dir", "Dir::State", "Dir::State::lists"), proxies=proxies,
+                     release_checks=checks)
+
+
+RELEASE_CHECKS = ("Acquire::Check-Valid-Until", "Acquire::Check-Date", "Acquire::Max-ValidTime")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -337,6 +345,10 @@ class Mirrors:
 
     def proxy_for(self, uri: str) -> str | None:
         return self.config.proxy_for(uri)
+
+    def mmdebstrap_options(self) -> list[str]:
+        """apt's own judgement of Release dates, for mmdebstrap's apt, which reads nothing of the host's."""
+        return [f'--aptopt={key} "{value}"' for key, value in sorted(self.config.release_checks.items())]
 
     def for_suite(self, suite: str, needed_by: str) -> Mirror:
         """The first candidate that holds `suite` (asked before anything is built); one line if none does."""

@@ -12,6 +12,7 @@ import docker.constants
 import docker.errors
 import requests.exceptions
 
+from . import calls
 from .errors import EngineIncompatible, EngineUnavailable
 from .faults import peer_pid
 
@@ -84,6 +85,7 @@ class Engine:
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise EngineUnavailable(f"the engine at {endpoint} answered, but the client could not be set up "
                                     f"({_short_reason(exc)})") from exc
+        calls.wrap(client.api, endpoint)  # when the run records its engine calls (calls.py)
         engine = cls(client, endpoint)
         engine.server_version = server
         engine.pid = peer_pid(endpoint)
@@ -143,6 +145,7 @@ def _first_contact(endpoint: str) -> dict[str, Any]:
         _reach_unix_socket(endpoint)
         # the version given here is never sent: only unversioned paths are asked
         probe = docker.APIClient(base_url=endpoint, timeout=PING_TIMEOUT_S, version=CLIENT_MAX_API)
+        calls.wrap(probe, endpoint)
         ping = probe._get(probe._url("/_ping", versioned_api=False))
         if ping.status_code != 200:
             raise EngineUnavailable(f"something answers at {endpoint}, but not as a container engine "

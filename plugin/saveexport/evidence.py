@@ -8,6 +8,7 @@ The report is rendered from the resulting JSON document alone.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .claims import ARTICLE, CLAIMS, NOT_TESTED, VERDICTS
+from .errors import SaveexportError
 
 PROPERTY = "saveexport"
 SCHEMA = "saveexport/evidence"
@@ -184,15 +186,70 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+class EvidenceError(SaveexportError):
+    """A file that cannot be read as evidence this version understands."""
+
+
+# Every schema version the project has written, and how to bring it to the current one. Version 1 is the
+# only number ever written, but its documents grew: the first ones (2026-11-27) have no leaks, mirror,
+# faults, storage, expectations or new behaviours, their engines may lack the oldest API and the spoken
+# one, and their subjects do not name their engine. Reading fills what a document lacks with "not
+# recorded", so every renderer reads one shape.
+READABLE = {1}
+
+
+def load(path) -> dict[str, Any]:
+    """An evidence file, upgraded to the current shape; anything else is one line (EvidenceError)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise EvidenceError(f"cannot read evidence {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return upgrade(document, str(path))
+
+
+def upgrade(document: Any, source: str = "evidence") -> dict[str, Any]:
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise EvidenceError(f"{source} is not a saveexport evidence file (no 'schema': '{SCHEMA}')")
+    version = document.get("schema_version")
+    if version not in READABLE:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        raise EvidenceError(f"{source} is evidence schema {version!r}, which this saveexport ({__version__}) cannot "
+                            f"read ({'a newer saveexport wrote it; upgrade' if newer else 'not a version ever written'};"
+                            f" readable: {', '.join(map(str, sorted(READABLE)))})")
+    document = dict(document)
+    for key in LISTS + ("engines",):
+        if not isinstance(document.get(key), list):
+            document[key] = []
+    for key in ("claims", "tests"):
+        if not isinstance(document.get(key), dict):
+            document[key] = {}
+    document.setdefault("debian_mirror", None)
+    document.setdefault("run_id", None)
+    for engine in document["engines"]:
+        engine.setdefault("label", f"{engine.get('kind', 'engine')}-{engine.get('version', '?')}")
+        for key in ("min_api_version", "client_api_version"):
+            engine.setdefault(key, "?")
+        engine.setdefault("variant", "")
+        engine.setdefault("components", {})
+    document["schema_version"] = SCHEMA_VERSION
+    return document
+
+
 LISTS = ("subjects", "leaks", "storage", "expectations", "new_behaviours", "faults", "observations")
 
 
-def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
+def merge(documents: list[dict[str, Any]], sources: list[str] | None = None) -> dict[str, Any]:
     """Several runs' evidence as one (the matrix and its move pass, or one CI job per engine): engines by
-    label, lists joined, tests united, a claim's verdict per engine taken from the run that gave one."""
+    label, lists joined, tests united, a claim's verdict per engine taken from the run that gave one. An
+    engine in two runs that did not behave alike (baseline.behaviour) is shown twice, side by side, the
+    later one named by its run, with a warning: a merge never picks one answer silently."""
+    sources = sources or [str(d.get("run_id") or f"file {n + 1}") for n, d in enumerate(documents)]
+    documents, warnings = _apart_where_they_disagree(documents, sources)
     merged = dict(documents[0])
-    merged["merged_from"] = [{"run_id": d.get("run_id"), "created": d.get("created"),
-                              "exit_status": d.get("exit_status")} for d in documents]
+    merged["merged_from"] = [run for d in documents for run in d.get("merged_from") or [
+        {"run_id": d.get("run_id"), "created": d.get("created"), "exit_status": d.get("exit_status")}]]
+    merged["merge_warnings"] = [w for d in documents for w in d.get("merge_warnings") or []] + warnings
     merged["exit_status"] = max(int(d.get("exit_status") or 0) for d in documents)
     engines: dict[str, Any] = {}
     for document in documents:
@@ -219,3 +276,49 @@ def merge(documents: list[dict[str, Any]]) -> dict[str, Any]:
                               "changes": [c for b in baselines for c in b.get("changes") or []],
                               "notes": [n for b in baselines for n in b.get("notes") or []]}
     return merged
+
+
+def _apart_where_they_disagree(documents: list[dict[str, Any]],
+                               sources: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    from .baseline import STORAGE_KEY, behaviour  # what a baseline compares two runs of one engine must agree on
+
+    seen: dict[str, tuple[dict[str, str], str]] = {}
+    out, warnings = [], []
+    for document, source in zip(documents, sources):
+        try:
+            facts = behaviour(document)
+        except (KeyError, TypeError):  # records without the fields compared: nothing to disagree about
+            facts = {}
+        for engine in [e.get("label") for e in document.get("engines") or []]:
+            mine = facts.get(engine, {})
+            if engine not in seen:
+                seen[engine] = (mine, source)
+                continue
+            theirs, first = seen[engine]
+            # what a private engine's storage kept depends on which tests the run had (the move pass keeps
+            # less than the matrix): one run's kinds are one sample, as the baseline also judges them
+            differ = sorted(k for k in set(mine) & set(theirs) if mine[k] != theirs[k] and k != STORAGE_KEY)
+            if not differ:
+                seen[engine] = ({**theirs, **mine}, first)
+                continue
+            run = document.get("run_id") or source
+            renamed = f"{engine} (run {run})"
+            document = _relabel(document, engine, renamed)
+            for e in document["engines"]:
+                if e.get("label") == renamed:
+                    e["merged_as"] = f"run {run}"
+            said = "; ".join(f"{k}: {theirs[k]!r} in {first}, {mine[k]!r} in {source}" for k in differ[:3])
+            warnings.append(f"{engine} is in {first} and {source}, and the runs disagree ({said}"
+                            + (f"; {len(differ) - 3} more" if len(differ) > 3 else "")
+                            + f"): both are shown, the second as {renamed}")
+        out.append(document)
+    return out, warnings
+
+
+def _relabel(value: Any, old: str, new: str) -> Any:
+    """A copy with every mention of an engine label (keys, values) renamed."""
+    if isinstance(value, dict):
+        return {(new if k == old else k): _relabel(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relabel(v, old, new) for v in value]
+    return new if value == old else value

@@ -21,8 +21,11 @@ from .engines import EngineFacts
 MEASURED_ON: dict[tuple[str, str], tuple[str, ...]] = {
     ("docker", "graphdriver"): ("20.10.24", "26.1.5", "28.5.2"),
     ("docker", "containerd"): ("28.5.2",),
-    ("podman", "graphdriver"): ("4.3.1",),
+    ("podman", "graphdriver"): ("4.3.1", "5.4.2", "5.8.6"),
 }
+# Docker's containerd image store keeps images in containerd itself: which containerd releases (major.minor)
+# the rules were measured on with it. (A graphdriver uses containerd only to run containers.)
+MEASURED_CONTAINERD: tuple[str, ...] = ("1.6", "2.1")  # 2.1: sid's 2.1.9, every rule as on 1.6.20
 USED: list[dict[str, Any]] = []  # what `expect` answered in this process; the plugin puts it in the evidence
 
 
@@ -74,6 +77,12 @@ def standing(rule: Callable[[EngineFacts], Any], facts: EngineFacts, measured: t
     """"" when the rule's answer for this engine rests on measurement; otherwise why it is extrapolated."""
     if not measured:
         return f"no {facts.kind} engine with the {facts.image_store} image store was measured"
+    containerd = (facts.components or {}).get("containerd", "")
+    if facts.kind == "docker" and facts.image_store == "containerd" and containerd:
+        release = ".".join(re.findall(r"\d+", containerd)[:2])
+        if release and release not in MEASURED_CONTAINERD:
+            return (f"its image store is containerd {containerd.split('+')[0]}; the store was measured on containerd "
+                    f"{', '.join(MEASURED_CONTAINERD)} only")
     version = version_tuple(facts.version)
     ordered = sorted(measured, key=version_tuple)
     if any(version_tuple(m) == version for m in ordered):
@@ -118,8 +127,17 @@ def save_by_repository_name_ok(facts: EngineFacts) -> bool:
 
 
 def import_keeps_tag(facts: EngineFacts) -> bool:
-    """Podman's compat import takes the repository but not the tag: `import x.tar name:v1` gives name:latest."""
-    return facts.kind != "podman"
+    """Podman 4.3's compat import takes the repository but not the tag: `import x.tar name:v1` gives
+    name:latest. Podman 5.4.2 and 5.8.6 keep the tag, as Docker does."""
+    return facts.kind != "podman" or version_tuple(facts.version) >= (5,)
+
+
+def no_command_refused_at(facts: EngineFacts) -> str:
+    """Where an image with no command (an import) fails to run. Docker and Podman 4.3 refuse the container
+    at create ("no command specified"; Podman: "no command or entrypoint provided, and no CMD or ENTRYPOINT
+    from image"); Podman 5.4.2 and 5.8.6 create it and fail at start, in the runtime ("runc create failed: … exec:
+    \"\": executable file not found in $PATH")."""
+    return "refused-at-start" if facts.kind == "podman" and version_tuple(facts.version) >= (5,) else "refused-at-create"
 
 
 def built_layer_compression(facts: EngineFacts) -> str:
@@ -151,6 +169,18 @@ def move_outcome(archive_kind: str, writer: str) -> Callable[[EngineFacts], str]
         return "refused"
 
     rule.__name__ = f"move_outcome[{archive_kind} by {writer}]"
+    return rule
+
+
+def podman_load_agrees(archive_kind: str, writer: str) -> Callable[[EngineFacts], bool]:
+    """Whether `podman load` (the CLI) makes of an archive what Podman's compat API load makes of it: the same
+    outcome, the same names, the same image id. Both go through libimage; measured alike for every archive
+    of the move matrix on 4.3.1 (names included: skopeo's OCI archive, whose index names the image by its
+    tag alone, is `localhost/1:latest` both ways)."""
+    def rule(facts: EngineFacts) -> bool:
+        return True
+
+    rule.__name__ = f"podman_load_agrees[{archive_kind} by {writer}]"
     return rule
 
 

@@ -20,6 +20,7 @@ Session scope, one engine per process; each archive is made once and shared.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -89,22 +90,26 @@ def container_engine(pytestconfig: pytest.Config, saveexport_settings: Settings,
     stop = None
     try:
         endpoint, stop, log, storage_root, cli = matrix.start(spec, index)
+        if stop:  # a Ctrl-C or SIGTERM during another fixture's teardown ends pytest's teardown there
+            atexit.register(stop)
         engine = Engine.connect(endpoint, timeout=saveexport_settings.timeout)
         engine.spec = spec
         engine.log_path = log
         engine.storage_root = storage_root
         engine.cli = cli
         facts = engine.facts
-        matrix.check_started(spec, facts.min_api_version)
+        matrix.check_started(spec, facts.min_api_version, facts.components)
     except SaveexportError as exc:
         if stop:
             stop()
+            atexit.unregister(stop)
         pytest.fail(str(exc), pytrace=False)
     _fact(pytestconfig, "engine", facts.endpoint, dict(facts.to_dict(), spec=spec.to_dict()))
     yield engine
     engine.close()
     if stop:
         stop()
+        atexit.unregister(stop)
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +174,7 @@ def _subject(config: pytest.Config, engine: Engine, settings: Settings, scope: R
                          private=seed is not None)
     except SaveexportError as exc:
         pytest.fail(str(exc), pytrace=False)
-    _fact(config, "subject", f"{engine.endpoint}|{ref}", subject.to_dict())
+    _fact(config, "subject", f"{engine.endpoint}|{ref}", dict(subject.to_dict(), engine=engine.facts.label))
     return subject
 
 
@@ -224,7 +229,7 @@ def empty_engine(pytestconfig: pytest.Config, container_engine: Engine, saveexpo
     worker = _worker_number(pytestconfig)
     daemon = PrivateDockerd(name=f"{spec.id[:32]}-empty-{worker}-{os.getpid()}", dockerd=dockerd,
                             index=20 + 8 * worker + index, containerd_store=spec.containerd_store,
-                            min_api=spec.min_api)
+                            min_api=spec.min_api, containerd_bin=spec.containerd.bin if spec.containerd else None)
     try:
         engine = Engine.connect(daemon.start(), timeout=saveexport_settings.timeout)
         engine.variant = spec.variant

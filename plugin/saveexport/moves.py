@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -19,7 +20,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import docker.errors
 
@@ -27,7 +28,7 @@ from .archives import Archive
 from .archives.summary import inspect_archive
 from .engines import Engine, EngineFacts
 from .isolation import RunScope
-from .operations import Operations
+from .operations import Operations, Outcome
 
 LINE = "saveexport moved me"
 TOOLS = ("/bin/sh", "/bin/cat", "/bin/rm", "/bin/ln", "/bin/mkdir")
@@ -58,9 +59,12 @@ def tools_root(path: Path, tools: tuple[str, ...] = TOOLS) -> Path:
 
 
 def writer_of(facts: EngineFacts) -> str:
-    """The engine as a writer of archives: its build and image store (a raised API floor writes the same)."""
+    """The engine as a writer of archives: its build, image store and the containerd it runs on when that
+    is not the host's (a raised API floor writes the same)."""
     store = "containerd" if facts.image_store == "containerd" else facts.storage_driver
-    return f"{facts.kind}-{facts.version.split('+')[0]}" + (f"-{store}" if facts.kind == "docker" else "")
+    other = re.sub(r"-?min-api-[\d.]+", "", facts.variant)
+    return (f"{facts.kind}-{facts.version.split('+')[0]}" + (f"-{store}" if facts.kind == "docker" else "")
+            + (f"-{other}" if other else ""))
 
 
 @dataclass
@@ -157,20 +161,47 @@ def skopeo_copy(save: Path, target: Path, kind: str, ref: str) -> None:
 def podman_save(cli: tuple[list[str], dict[str, str]], ref: str, target: Path) -> None:
     """`podman save --format oci-archive` with the podman CLI against the service's own store."""
     argv, env = cli
-    proc = subprocess.run([*argv, "save", "--format", "oci-archive", "-o", str(target), ref], capture_output=True,
-                          text=True, timeout=300, env=env, check=False)
+    with open(target, "wb") as out:  # by stdout: a root's podman sees no host path
+        proc = subprocess.run([*argv, "save", "--format", "oci-archive", ref], stdout=out, stderr=subprocess.PIPE,
+                              text=True, timeout=300, env=env, check=False)
     if proc.returncode != 0:
         target.unlink(missing_ok=True)
         raise MoveError(f"podman save --format oci-archive failed: "
                         f"{(proc.stderr.strip().splitlines() or ['?'])[-1][:300]}")
 
 
-def load_into(ops: Operations, scope: RunScope, archive: MoveArchive, path: Path) -> dict[str, Any]:
-    """Load one archive into the target; what it loaded as, whether it is the same image, whether it runs.
-    Whatever the load made is removed again."""
+def podman_load(cli: tuple[list[str], dict[str, str]], path: Path, timeout_s: float = 300) -> Outcome:
+    """`podman load -i` with the podman CLI on the service's own store: Podman's other way in, beside its
+    compat API. Its words are kept as the API's are; a timeout is an outcome, like a refusal."""
+    argv, env = cli
+    started = time.monotonic()
+    try:
+        with open(path, "rb") as archive:  # by stdin: a root's podman sees no host path
+            proc = subprocess.run([*argv, "load"], stdin=archive, capture_output=True, text=True, timeout=timeout_s,
+                                  env=env, check=False)
+    except subprocess.TimeoutExpired:
+        return Outcome("podman load", False, error_type="TimeoutExpired",
+                       message=f"podman load did not finish in {timeout_s:.0f} s",
+                       duration_s=round(time.monotonic() - started, 3), result={"loaded_refs": [], "loaded_ids": []})
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    refs = [ref.strip() for line in lines if line.startswith("Loaded image:")
+            for ref in line.split(":", 1)[1].split(",") if ref.strip()]
+    result = {"daemon_lines": lines, "loaded_refs": refs, "loaded_ids": [], "exit_status": proc.returncode}
+    seconds = round(time.monotonic() - started, 3)
+    if proc.returncode != 0:
+        return Outcome("podman load", False, error_type=f"exit status {proc.returncode}",
+                       message=(proc.stderr.strip().splitlines() or ["?"])[-1][:500], duration_s=seconds, result=result)
+    return Outcome("podman load", True, message="\n".join(lines) or None, duration_s=seconds,
+                   bytes=path.stat().st_size, result=result)
+
+
+def load_into(ops: Operations, scope: RunScope, archive: MoveArchive, path: Path,
+              load: Callable[[Path], Outcome] | None = None) -> dict[str, Any]:
+    """Load one archive into the target (by its API, or by `load`: the podman CLI); what it loaded as, whether
+    it is the same image, whether it runs. Whatever the load made is removed again."""
     started = time.monotonic()
     present = {image["Id"] for image in ops.api.images(all=True)}
-    loaded = ops.load(path)
+    loaded = (load or ops.load)(path)
     cell: dict[str, Any] = {"load": loaded.to_dict(), "seconds": round(time.monotonic() - started, 2)}
     refs = loaded.result.get("loaded_refs") or []
     ids = loaded.result.get("loaded_ids") or []

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import docker.errors
 import requests.exceptions
 
-from . import faults, streams
+from . import calls, faults, streams
 from .engines import Engine
 from .errors import SaveexportError
 from .isolation import RunScope, short_tag
@@ -119,14 +119,16 @@ class Operations:
         return _Attempt(op, self.engine)
 
     @contextlib.contextmanager
-    def _download(self, op: str, path: str, params: dict[str, Any] | None = None):
+    def _download(self, op: str, path: str, params: dict[str, Any] | None = None, file: Path | None = None):
         """The body of GET path, in chunks: on a watched socket of its own where the endpoint allows."""
         if streams.supported(self.engine):
-            with streams.Stream(self.engine, op, self.stall_s, self.api.timeout) as stream:
+            with calls.note(file=file), calls.timed(self.engine.endpoint, "GET", path, params), \
+                    streams.Stream(self.engine, op, self.stall_s, self.api.timeout) as stream:
                 self.last_stream = stream
                 yield stream.get(path, params)
             return
-        res = self.api._get(self.api._url(path), params=params, stream=True)
+        with calls.note(file=file):
+            res = self.api._get(self.api._url(path), params=params, stream=True)
         with contextlib.closing(res):  # also when the write fails half-way (a full disk)
             self.api._raise_for_status(res)
             yield res.iter_content(CHUNK)
@@ -135,7 +137,8 @@ class Operations:
     def _upload(self, op: str, path: str, params: dict[str, Any] | None, source, content_type: str):
         """POST a file, then the daemon's JSON messages: watched where the endpoint allows."""
         if streams.supported(self.engine):
-            with streams.Stream(self.engine, op, self.stall_s, self.api.timeout) as stream:
+            with calls.note(file=source.name), calls.timed(self.engine.endpoint, "POST", path, params), \
+                    streams.Stream(self.engine, op, self.stall_s, self.api.timeout) as stream:
                 self.last_stream = stream
                 yield stream.post_file(path, params, source, content_type)
             return
@@ -158,7 +161,7 @@ class Operations:
             needed = self._plain_size(names)
             if needed and faults.free_bytes(path.parent) < needed:  # visibly too small: say so before streaming
                 raise NoSpace(faults.space_line(path.parent, needed, faults.free_bytes(path.parent)))
-            with self._download("save", "/images/get", {"names": names}) as chunks:
+            with self._download("save", "/images/get", {"names": names}, file=path) as chunks:
                 written = _write_stream(chunks, path, needed)
         if attempt.error:
             return attempt.failure(refs=names)
@@ -168,7 +171,8 @@ class Operations:
     def export(self, container: str, path: Path) -> Outcome:
         """docker export CONTAINER -o path."""
         with self._attempt("export") as attempt:
-            with self._download("export", f"/containers/{urllib.parse.quote(container, safe='')}/export") as chunks:
+            with self._download("export", f"/containers/{urllib.parse.quote(container, safe='')}/export",
+                                file=path) as chunks:
                 written = _write_stream(chunks, path)
         if attempt.error:
             return attempt.failure(container=container)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from . import baseline, debian_mirror, expectations, faults, matrix, scheduling
-from . import report as report_module
+from . import baseline, calls, debian_mirror, evidence, expectations, faults, matrix, reporting, scheduling
 from .engines import Engine
 from .errors import SaveexportError
 from .evidence import Collector, fact_record
@@ -35,6 +34,10 @@ from .fixtures import (  # noqa: F401  (pytest finds fixtures through this modul
     subject_container,
     subject_image,
 )
+from .reporting import html as _report_html  # noqa: F401  (the page's renderer and Markdown's extensions, imported with
+# the plugin: imported first inside a pytester run, their modules are dropped after it while the plugin's stay, and
+# the next run's Markdown refused its own table extension as "not of type Extension")
+from .reporting.common import user_path
 from .settings import add_options, resolve
 from .state import (COLLECTOR, DOCUMENT, ENGINE_FAULTS, ENGINE_IDS, ENGINE_SPECS, MIRRORS, MIRRORS_NOTED, PENDING_FACTS, REPORT_ERROR, REPORT_PATHS,
                     RUN_ID, SETTINGS)
@@ -76,6 +79,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[RUN_ID] = f"{workerinput['saveexport_run_id']}-{workerinput['workerid']}"
     else:
         config.stash[RUN_ID] = secrets.token_hex(4)
+    if settings.record_calls:
+        calls.start(Path(settings.record_calls), workerinput["workerid"] if workerinput else "main")
     config.stash[PENDING_FACTS] = []
     if _is_controller(config):
         config.stash[COLLECTOR] = Collector()
@@ -152,6 +157,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
 
 @pytest.hookimpl(optionalhook=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    calls.stop()
+
+
 def pytest_configure_node(node) -> None:
     """xdist controller: hand the run id to every worker."""
     node.workerinput["saveexport_run_id"] = node.config.stash[RUN_ID]
@@ -290,18 +299,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     settings = config.stash[SETTINGS]
     if settings.baseline:
         try:
-            changes, notes = baseline.compare(report_module.load(Path(settings.baseline)), document)
+            changes, notes = baseline.compare(evidence.load(Path(settings.baseline)), document)
         except SaveexportError as exc:
             changes, notes = [f"the baseline cannot be used: {exc}"], []
-        document["baseline"] = {"file": settings.baseline, "changes": changes, "notes": notes}
+        document["baseline"] = {"file": user_path(settings.baseline, Path(config.rootpath)), "changes": changes,
+                                "notes": notes}
         if changes and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     config.stash[DOCUMENT] = document
     directory = settings.report_dir
     try:
-        config.stash[REPORT_PATHS] = report_module.write(document, directory)
+        config.stash[REPORT_PATHS] = reporting.write(document, directory)
     except OSError as exc:
         config.stash[REPORT_ERROR] = f"could not write the report to {directory}: {exc}"
+    if settings.summary:
+        try:
+            reporting.write_summary(document, Path(settings.summary), append=settings.summary_append)
+        except OSError as exc:
+            config.stash[REPORT_ERROR] = f"could not write the job summary to {settings.summary}: {exc}"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -317,12 +332,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     compared = document.get("baseline")
     if compared:
         terminalreporter.write_sep("=", f"saveexport baseline {compared['file']}")
-        for line in compared["changes"]:
-            terminalreporter.write_line(f"CHANGED  {line}", red=True)
-        for line in compared["notes"]:
-            terminalreporter.write_line(f"note     {line}")
-        if not compared["changes"]:
-            terminalreporter.write_line("every engine behaved as in the baseline", green=True)
+        for line, colour in baseline.readable(compared["changes"], compared["notes"]):
+            terminalreporter.write_line(line, **({colour: True} if colour else {}))
     if REPORT_ERROR in config.stash:
         terminalreporter.write_line(f"saveexport: {config.stash[REPORT_ERROR]}", red=True)
     paths = config.stash.get(REPORT_PATHS, [])

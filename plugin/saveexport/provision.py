@@ -171,6 +171,50 @@ def _unpack_suite(suite: str, root: Path, mirrors: Mirrors | None, done: Path) -
     write_atomically(done, json.dumps(build.to_dict()))
 
 
+@dataclass(frozen=True)
+class Containerd:
+    """containerd from a Debian suite, for a private dockerd to start instead of the host's."""
+
+    version: str
+    bin: str  # a directory holding only its containerd and containerd-shim-runc-v2 (first on dockerd's PATH)
+    source: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fetch_containerd(suite: str, root: Path | None = None, mirrors: Mirrors | None = None) -> Containerd:
+    """containerd of one Debian suite, unpacked once into the cache. Its runc stays the host's: sid's runc
+    needs a newer glibc than Debian 12's, its containerd does not (a Go build needing only old symbols)."""
+    if suite not in SUITES:
+        raise UsageError(f"+containerd-from={suite}: unknown Debian suite; known: {', '.join(SUITES)}")
+    root = root or cache_root()
+    target = root / f"containerd-{suite}"
+    done = target / "containerd.json"
+    if not done.exists():
+        with cache_lock(root):
+            if not done.exists():
+                unpacked, version = _download_and_unpack("containerd", suite, target, root, mirrors,
+                                                         f"+containerd-from={suite} (its containerd)")
+                bin_dir = target / "bin"
+                shutil.rmtree(bin_dir, ignore_errors=True)
+                bin_dir.mkdir()
+                for name in ("containerd", "containerd-shim-runc-v2"):
+                    binary = unpacked / "usr" / "bin" / name
+                    if not binary.exists():
+                        raise UsageError(f"containerd {version} from {suite} holds no usr/bin/{name}")
+                    (bin_dir / name).symlink_to(binary)
+                probe = subprocess.run([str(bin_dir / "containerd"), "--version"], capture_output=True, text=True,
+                                       check=False)
+                if probe.returncode != 0:
+                    raise UsageError(f"containerd {version} from {suite} does not run on this host: "
+                                     f"{(probe.stderr.strip().splitlines() or ['?'])[-1][:200]}")
+                built = Containerd(version=version.split("+")[0].split("~")[0].split("-")[0], bin=str(bin_dir),
+                                   source=f"debian {suite} containerd {version}")
+                write_atomically(done, json.dumps(built.to_dict()))
+    return Containerd(**json.loads(done.read_text()))
+
+
 def fetch_deb(package: str, suite: str, root: Path | None = None, mirrors: Mirrors | None = None,
               needed_by: str | None = None) -> Path:
     """One .deb from a Debian suite (downloaded once into the cache), to install into a container offline."""

@@ -22,8 +22,9 @@ OPTIONS: dict[str, tuple[str, object, object]] = {
                     None, "str"),
     "engine": ("an engine to run every experiment on; repeat for a matrix: default, unix://…, tcp://…, ssh://…, "
                "docker:SUITE[+containerd][+min-api=X.Y] (Debian's docker.io of SUITE as a private daemon; "
-               "+min-api raises its oldest API, as Docker 29 ships 1.44), dockerd:PATH[+containerd][+min-api=X.Y], "
-               "podman", ["default"], "list"),
+               "+min-api raises its oldest API, as Docker 29 ships 1.44; +containerd-from=SUITE runs it on that "
+               "suite's containerd), dockerd:PATH[+…], podman (the host's), podman:SUITE (that suite's, in a root "
+               "of it)", ["default"], "list"),
     "image": ("the subject image the article uses", DEFAULT_IMAGE, "str"),
     "second_image": ("the second image saved with the subject in one archive (claim C1)",
                      DEFAULT_SECOND_IMAGE, "str"),
@@ -40,11 +41,15 @@ OPTIONS: dict[str, tuple[str, object, object]] = {
                       "Debian archive apt's own configuration uses", None, "str"),
     "baseline": ("an evidence JSON of an earlier run: fail when an engine's behaviour differs from it",
                  None, "str"),
+    "summary": ("also write the report's short text form (grid, differences, regressions) to this file, for a CI "
+                "job summary; default: $GITHUB_STEP_SUMMARY when set (appended to)", None, "str"),
     "keep_archives": ("keep the save/export archives after the run (their path is reported)", False, "bool"),
     "archive_dir": ("where the run's save/export archives are written (a folder of the run's own is made below "
                     "it); default: a temporary directory", None, "str"),
     "move_dir": ("where the move matrix's archives are made (once per writer) and loaded from, shared by the "
                  "runs of its passes; default: a temporary directory of the run's own", None, "str"),
+    "record_calls": ("record every request the suite makes of an engine, in order, with its test and cost, as "
+                     "JSON lines in this directory (calls-<worker>.jsonl; benchmarks/ replays them)", None, "str"),
     "move_pass": ("which part of the move matrix this run does: make (each engine writes its archives), load "
                   "(each engine loads every archive in the move directory), or both (one run: the engines "
                   "of this run move to each other)", "both", ("both", "make", "load")),
@@ -85,11 +90,14 @@ class Settings:
     debian_suite: str
     debian_mirror: str | None
     baseline: str | None
+    summary: str | None
     keep_archives: bool
     archive_dir: str | None
     move_dir: str | None
+    record_calls: str | None
     move_pass: str
     debian_mirror_origin: str = "apt's configuration"  # where debian_mirror came from, for the report
+    summary_append: bool = False  # the summary goes to GITHUB_STEP_SUMMARY, which gathers every step's
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -113,6 +121,12 @@ def resolve(config: pytest.Config) -> Settings:
         report_dir = Path(config.invocation_params.dir) / report_dir
     values["report_dir"] = report_dir
     values["cache_dir"] = Path(values["cache_dir"])
+    if values["summary"] is None and os.environ.get("GITHUB_STEP_SUMMARY"):
+        values["summary"], values["summary_append"] = os.environ["GITHUB_STEP_SUMMARY"], True
+    elif values["summary"] and not Path(values["summary"]).is_absolute():
+        values["summary"] = str(Path(config.invocation_params.dir) / values["summary"])
+    if values["record_calls"] and not Path(values["record_calls"]).is_absolute():
+        values["record_calls"] = str(Path(config.invocation_params.dir) / values["record_calls"])
     if values["debian_mirror"]:
         from .debian_mirror import explicit
 

@@ -126,7 +126,7 @@ def make_root(suite: str, out: Path, mirrors: Mirrors, *, needed_by: str, log_pa
             "the subject image must be built offline but mmdebstrap is missing; install it "
             "('apt-get install mmdebstrap', or run scripts/engine up as root) or load the image yourself")
     mirror = mirrors.for_suite(suite, needed_by)  # before mmdebstrap runs: one line if no mirror has it
-    argv = [tool, f"--variant={variant}", "--format=tar"]
+    argv = [tool, f"--variant={variant}", "--format=tar", *mirrors.mmdebstrap_options()]
     if include:
         argv.append("--include=" + ",".join(include))
     with resources.as_file(resources.files("saveexport") / "assets" / "base") as base:

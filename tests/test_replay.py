@@ -1,0 +1,65 @@
+"""benchmarks/replay.py: a call record (calls.py) becomes a shell script of docker CLI commands that
+does the same engine work; checked on a record the test writes, and the script by `bash -n`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import replay  # noqa: E402
+
+
+def _entry(method, path, params=None, body=None, **extra):
+    return {"method": method, "path": path, "params": params, "body": body, **extra}
+
+
+RECORD = [
+    _entry("GET", "/_ping"),
+    _entry("POST", "/containers/create", {"name": "run-pg"},
+           {"Image": "pg:9.6", "Env": ["A=1"], "Labels": {"io.saveexport.run": "r1"}, "Cmd": ["postgres"]},
+           made="abc123def4567890"),
+    _entry("POST", "/containers/abc123def4567890/start"),
+    _entry("GET", "/images/get", {"names": ["pg:9.6", "mongo:3.4"]}, file="/tmp/run/save.tar"),
+    _entry("GET", "/containers/abc123def456/export", file="/tmp/run/export.tar"),
+    _entry("POST", "/images/load", file="/tmp/run/save.tar"),
+    _entry("POST", "/images/create", {"fromSrc": "-", "repo": "x", "tag": "v1", "changes": ["CMD [\"sh\"]"]},
+           file="/tmp/run/export.tar"),
+    _entry("POST", "/build", {"t": "y:1", "labels": json.dumps({"io.saveexport.run": "r1"})},
+           {"base64": base64.b64encode(b"not a real tar").decode()}),
+    _entry("DELETE", "/containers/abc123def4567890", {"v": True, "force": True}),
+    _entry("POST", "/volumes/prune"),
+]
+
+
+def test_a_record_becomes_the_same_calls_as_docker_commands(tmp_path):
+    script = replay.replay(RECORD)
+    text = "\n".join(script.lines)
+    assert "id1=$(docker create --name run-pg --label io.saveexport.run=r1 -e A=1 pg:9.6 postgres" in text
+    assert 'docker start "$id1"' in text and 'docker rm -f -v "$id1"' in text
+    assert 'docker export -o "$here/archive-2-export.tar" "$id1"' in text  # a short id is the same container
+    # the archive the run saved is the one it loaded: the same file of the script's own
+    assert 'docker save -o "$here/archive-1-save.tar" pg:9.6 mongo:3.4' in text
+    assert 'docker load -i "$here/archive-1-save.tar"' in text
+    assert "docker import --change 'CMD [\"sh\"]' \"$here/archive-2-export.tar\" x:v1" in text
+    assert "docker build -t y:1 --label io.saveexport.run=r1 - <" in text
+    assert script.skipped == {"POST /volumes/prune": 1}
+    assert script.lines[-1].startswith("docker images -q --filter label=io.saveexport.run=r1 | xargs -r docker rmi -f")
+    path = tmp_path / "replay.sh"
+    path.write_text(text + "\n")
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True).returncode == 0
+
+
+def test_the_command_says_what_it_did_not_replay(tmp_path):
+    record = tmp_path / "calls-main.jsonl"
+    record.write_text("".join(json.dumps(dict(e, seq=n)) + "\n" for n, e in enumerate(RECORD, 1)))
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "replay.py"), str(record), "-o", str(tmp_path / "r.sh")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "not replayed: POST /volumes/prune ×1" in proc.stderr
+    assert (tmp_path / "r.sh").stat().st_mode & 0o111
