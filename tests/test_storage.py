@@ -410,6 +410,29 @@ def test_podman_unnamed_walks_from_images_and_containers(podman):
     assert paths == [podman.root / "overlay-layers" / f"{stray_layer}.tar-split.gz"] and paths[0].exists()
 
 
+def test_podman_deletion_staging_area_is_bookkeeping_and_an_unfinished_deletion_is_kept(podman):
+    """containers/storage 5.6+ stages deletions in overlay/tempdirs and leaves the empty directory: that is
+    the store's, not a layer; a temp-dir-<id> or lock-<id> left in it is a deletion that never finished."""
+    image_id, layers = podman.image("a")
+    before = storage.census(podman.root, "podman")
+    (podman.root / "overlay" / "tempdirs").mkdir()
+    after_clean = storage.census(podman.root, "podman")
+    assert after_clean.objects["driver-dir"] == set(layers)
+    assert after_clean.objects["staging-area"] == {"overlay/tempdirs"}
+    assert not any(n for kind, n in storage.kept(before, after_clean).counts().items()
+                   if kind not in storage.BOOKKEEPING)
+    write(podman.root / "overlay" / "tempdirs" / "temp-dir-77" / "0-" / "diff" / "f", "x" * 10)
+    write(podman.root / "overlay" / "tempdirs" / "lock-77")
+    write(podman.root / "overlay" / "tempdirs" / "lock-78")
+    after_stuck = storage.census(podman.root, "podman")
+    assert after_stuck.objects["staged-deletion"] == {"overlay/tempdirs/77", "overlay/tempdirs/78"}
+    kept = storage.kept(before, after_stuck)
+    assert kept.counts()["staged-deletion"] == 2
+    paths = storage.object_paths(podman.root, after_stuck.store, "staged-deletion", "overlay/tempdirs/77")
+    assert sorted(p.name for p in paths) == ["lock-77", "temp-dir-77"]
+    assert storage.measure(podman.root, kept)["staged-deletion"] == 10
+
+
 def test_podman_with_vfs(tmp_path):
     store = PodmanStore(tmp_path / "storage", driver="vfs")
     (tmp_path / "storage" / "vfs" / "dir").mkdir()

@@ -189,7 +189,9 @@ def storage_kept_after(operation: str) -> Callable[[EngineFacts], list[str]]:
     container is removed (experiments/test_storage_kept.py). Measured: after `export`, Docker 26.1.5 with
     overlay2 keeps the container's read-write layer record and two driver directories (its layer and its
     init layer); 20.10.24, 28.5.2, the containerd store and Podman keep nothing. Upstream: moby/moby#48516
-    ("docker export container creates orphan layers", reported on 27.2.1, open)."""
+    ("docker export container creates orphan layers", reported on 27.2.1, open). Importing or loading an
+    image and removing it keeps nothing on any of them (Podman 5.8.6's empty deletion staging directory,
+    overlay/tempdirs, is the store's bookkeeping, storage.STAGING)."""
     def rule(facts: EngineFacts) -> list[str]:
         exports_leak = (facts.kind == "docker" and facts.image_store == "graphdriver"
                         and (26,) <= version_tuple(facts.version) < (28,))

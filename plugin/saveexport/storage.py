@@ -44,8 +44,13 @@ SNAPSHOTTER_PREFIX = "io.containerd.snapshotter.v1."
 NOT_LAYERS = frozenset({"l"})
 # where a driver keeps its layer directories, when not directly in <driver>/
 DRIVER_HOMES = {"vfs": "vfs/dir"}
+# containers/storage (5.6+) stages a deletion in <driver>/tempdirs (its internal/tempdir package): each one
+# runs in temp-dir-<id> with its lock-<id>, both removed when it ends, and the store leaves the empty
+# directory behind; what stays inside is a deletion that never finished (the store recovers it at its next start)
+STAGING = "tempdirs"
+STAGED_PREFIXES = ("temp-dir-", "lock-")
 # the store's own bookkeeping: counted (so a new one shows in `kept`) but never a leftover
-BOOKKEEPING = frozenset({"metadata-db"})
+BOOKKEEPING = frozenset({"metadata-db", "staging-area"})
 # what a listing cannot tie to a name the API gives
 UNJUDGED = {"snapshot": "containerd records which snapshot belongs to which layer in its bolt database, "
                         "which a listing does not read; judge snapshots by before and after"}
@@ -289,8 +294,13 @@ def _podman(root: Path, driver: str) -> tuple[dict[str, set[str]], dict[Ref, fro
     layers = _records(layers_dir, "layers.json", "volatile-layers.json")
     images = _records(images_dir, "images.json")
     containers = _records(containers_dir, "containers.json", "volatile-containers.json")
+    home = root / DRIVER_HOMES.get(driver, driver)
+    staging = {place for place in (root / driver / STAGING, home / STAGING) if place.is_dir()}
     objects = {"layer": set(layers), "image-config": set(images), "container": set(containers),
-               "driver-dir": _entries(root / DRIVER_HOMES.get(driver, driver)) - NOT_LAYERS,
+               "driver-dir": _entries(home) - NOT_LAYERS - {STAGING},
+               "staging-area": {str(place.relative_to(root)) for place in staging},
+               "staged-deletion": {_staged(place.relative_to(root), name) for place in staging
+                                   for name in _entries(place)},
                "image-data": _entries(images_dir, dirs_only=True),
                "container-data": _entries(containers_dir, dirs_only=True),
                "volume": _entries(root / "volumes", dirs_only=True)}
@@ -303,6 +313,14 @@ def _podman(root: Path, driver: str) -> tuple[dict[str, set[str]], dict[Ref, fro
     for container, record in containers.items():
         holds[("container", container)] = _refs(("container-data", container), ("layer", _text(record.get("layer"))))
     return objects, {ref: refs for ref, refs in holds.items() if refs}
+
+
+def _staged(area: Path, name: str) -> str:
+    """One staged deletion, named by its area and id, whether its directory, its lock or both are left."""
+    for prefix in STAGED_PREFIXES:
+        if name.startswith(prefix):
+            return f"{area}/{name[len(prefix):]}"
+    return f"{area}/{name}"
 
 
 def _records(directory: Path, *names: str) -> dict[str, dict[str, Any]]:
@@ -486,7 +504,11 @@ def _containerd_paths(root: Path, kind: str, name: str) -> list[Path]:
 
 
 def _podman_paths(root: Path, driver: str, kind: str, name: str) -> list[Path]:
-    return {"layer": [root / f"{driver}-layers" / f"{name}.tar-split.gz"],
+    if kind == "staged-deletion":
+        area, _, staged = name.rpartition("/")
+        return [path for path in (root / area / f"{prefix}{staged}" for prefix in STAGED_PREFIXES + ("",))
+                if path.exists() or path.is_symlink()]
+    return {"staging-area": [root / name], "layer": [root / f"{driver}-layers" / f"{name}.tar-split.gz"],
             "driver-dir": [root / DRIVER_HOMES.get(driver, driver) / name],
             "image-data": [root / f"{driver}-images" / name], "container-data": [root / f"{driver}-containers" / name],
             "volume": [root / "volumes" / name]}.get(kind, [])
