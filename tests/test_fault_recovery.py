@@ -266,12 +266,13 @@ def _serve_signals(signals: Path, daemon: PrivateDockerd, mode: str, done: list)
             if mode == "restarted-cleanly":
                 daemon.restart()
             else:
-                tree = _tree(daemon.process.pid)
+                # the whole engine: the daemon, its containerd (its own, beside it) and what they run
+                tree = _tree(daemon.process.pid) + _tree(daemon.containerd.process.pid)
                 for pid in tree:
                     os.kill(pid, signal.SIGKILL)
                 daemon.process.wait()
-                # as a manager waits for the group to empty: a dockerd started while its old containerd is
-                # still a zombie takes that for running and times out waiting for it
+                daemon.containerd.process.wait()
+                # as a manager waits for the group to empty before it starts the engine again
                 _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in tree), 30, "the group's end")
             (signals / "fault.done").touch()
         if (signals / "restart").exists() and not (signals / "restart.done").exists():

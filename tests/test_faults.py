@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from saveexport import streams
 from saveexport.daemons import PrivateDockerd
 from saveexport.engines import Engine
 from saveexport.isolation import RunScope
@@ -292,19 +293,6 @@ def test_an_engine_that_dies_fails_its_remaining_tests_at_once_and_the_others_ca
     assert elapsed < 300
 
 
-def _children(pid: int, name: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and Path(f"/proc/{entry}/comm").read_text().strip() == name:
-                found.append(int(entry))
-    return found
-
-
 def test_a_stopped_engine_fails_the_stream_after_the_stall_timeout_and_teardown_does_not_wait(root_tar, tmp_path):
     engine = Private(f"se-faults-stop-{os.getpid()}", 17, root_tar, stall_s=5)
     target = tmp_path / "stopped-save.tar"
@@ -349,7 +337,8 @@ def test_a_stopped_containerd_stalls_a_load_and_says_which_process(root_tar, tmp
         source.stop()
     engine = Private(f"se-faults-ctr-{os.getpid()}", 18, None, dockerd=containerd_dockerd, containerd_store=True,
                      stall_s=5)
-    [containerd] = _children(engine.pid, "containerd")
+    containerd = streams.containerd_of(engine.pid)  # its own, beside it, not its child (own_containerd.py)
+    assert containerd is not None and Path(f"/proc/{containerd}/comm").read_text().strip() == "containerd"
     try:
         os.kill(containerd, signal.SIGSTOP)
         started = time.monotonic()

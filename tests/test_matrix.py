@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from saveexport import matrix, scheduling
-from saveexport.daemons import PrivateDockerd, _bridges_in
+from saveexport.daemons import PrivateDockerd
+from saveexport.host_state import bridges_in as _bridges_in
 from saveexport.engines import Engine
 from saveexport.errors import EngineUnavailable, UsageError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from saveexport import daemons, podman_roots
+from saveexport import daemons, host_state, podman_roots
 from saveexport.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,20 +26,20 @@ SUITE = "trixie"
 
 def test_a_store_is_named_only_by_its_own_path_never_by_a_sibling_that_starts_alike():
     store = Path("/var/lib/saveexport/engines/podman")
-    assert daemons._names(store, b"podman\x00--root\x00/var/lib/saveexport/engines/podman/storage\x00")
-    assert daemons._names(store, b"/var/lib/saveexport/engines/podman")
-    assert daemons._names(store, b"36 1 0:5 / /x rw - overlay overlay rw,lowerdir=/var/lib/saveexport/engines/podman:/y")
-    assert not daemons._names(store, b"--root\x00/var/lib/saveexport/engines/podman-5.4.2/storage\x00")
-    assert not daemons._names(store, b"/var/lib/saveexport/engines/podmanx")
+    assert host_state.names(store, b"podman\x00--root\x00/var/lib/saveexport/engines/podman/storage\x00")
+    assert host_state.names(store, b"/var/lib/saveexport/engines/podman")
+    assert host_state.names(store, b"36 1 0:5 / /x rw - overlay overlay rw,lowerdir=/var/lib/saveexport/engines/podman:/y")
+    assert not host_state.names(store, b"--root\x00/var/lib/saveexport/engines/podman-5.4.2/storage\x00")
+    assert not host_state.names(store, b"/var/lib/saveexport/engines/podmanx")
 
 
 def test_what_stopped_a_service_is_its_own_last_error_in_a_few_words():
     lines = ['time="2026-12-02T03:02:26Z" level=warning msg="Using cgroups-v1 which is deprecated"',
              'time="2026-12-02T03:02:26Z" level=fatal msg="Cgroups v1 not supported"',
              "unshare: child exit failed"]
-    assert daemons._last_words(lines) == "Cgroups v1 not supported"
-    assert daemons._last_words(["plain words"]) == "plain words"
-    assert daemons._last_words([]) == "?"
+    assert host_state.last_words(lines) == "Cgroups v1 not supported"
+    assert host_state.last_words(["plain words"]) == "plain words"
+    assert host_state.last_words([]) == "?"
 
 
 def test_an_unknown_suite_is_one_line_naming_the_known_ones():
@@ -67,10 +67,10 @@ def _ours(*paths: Path) -> list[str]:
             text = (proc / "cmdline").read_bytes() + b"\n" + (proc / "mountinfo").read_bytes()
         except OSError:
             continue
-        if any(daemons._names(path, text) for path in paths):
+        if any(host_state.names(path, text) for path in paths):
             found.append(f"pid {proc.name}: {(proc / 'cmdline').read_bytes()[:120]!r}")
     found += [line for line in Path("/proc/mounts").read_text().splitlines()
-              if any(daemons._names(path, line.encode()) for path in paths)]
+              if any(host_state.names(path, line.encode()) for path in paths)]
     return found
 
 

@@ -112,3 +112,35 @@ def test_a_silent_daemon_is_cut_after_the_stall_timeout(daemon):
     assert caught.value.fault.kind == "unresponsive"
     assert str(caught.value) == "no progress for 1 s; the engine the-test-daemon is unresponsive during save"
     assert 1 <= waited < 5  # not the 60 s socket timeout
+
+
+SERVE = """
+import socket, sys, time
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind(sys.argv[1])
+server.listen(4)
+print("listening", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_containerd_a_daemon_was_handed_is_watched_with_it(tmp_path):
+    """A private dockerd runs on a containerd that is not its child (own_containerd.py): the process serving
+    the socket its `--containerd` names is found, and its work counts as the engine's."""
+    import subprocess
+    import sys
+
+    address = tmp_path / "ctd.sock"
+    server = subprocess.Popen([sys.executable, "-c", SERVE, str(address)], stdout=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(["sh", "-c", "sleep 60; :", "dockerd", "--containerd", str(address)])
+    other = subprocess.Popen(["sh", "-c", "sleep 60; :", "podman", "system", "service"])
+    try:
+        assert server.stdout.readline().strip() == "listening"
+        assert streams.containerd_of(daemon.pid) == server.pid
+        assert streams.containerd_of(other.pid) is None  # no --containerd, not a dockerd
+        _, _, states = streams.activity(daemon.pid, server.pid)
+        assert {pid for pid, _ in states} >= {daemon.pid, server.pid}
+    finally:
+        for process in (server, daemon, other):
+            process.kill()
+            process.wait()

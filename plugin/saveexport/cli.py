@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("-o", "--output", type=Path, help="where to write it (default: Markdown on stdout); a name "
                                                         "ending in .html gets one self-contained page")
 
-    gc = sub.add_parser("gc", help="remove what interrupted runs left on an engine (never anything else)")
+    gc = sub.add_parser("gc", help="remove what interrupted runs left on an engine, and (as root) of their private "
+                                   "engines on this host (never anything else)")
     gc.add_argument("--docker-host", help="engine endpoint (default: DOCKER_HOST or the local socket)")
     gc.add_argument("--cache", action="store_true", help="also remove the cached offline builds (saveexport-cache-*) "
                                                          "and the Podman roots (podman:SUITE)")
@@ -238,6 +239,13 @@ def _gc(args) -> int:
     from .engines import Engine
     from .isolation import CACHE_PREFIX, sweep
 
+    import os
+
+    if os.geteuid() == 0:  # private engines are root's: what dead runs left of them on this host
+        from .dead_runs import sweep as sweep_host
+
+        for line in sweep_host():
+            print(f"saveexport: removed {line} (left by a run that died)")
     engine = Engine.connect(args.docker_host)
     problems = sweep(engine, run_id=None, owns_tag=lambda tag: bool(RUN_TAG.match(tag)))
     if args.cache:

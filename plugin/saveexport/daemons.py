@@ -1,8 +1,8 @@
 """Private engines the plugin starts and stops: a dockerd of any version, optionally with the
 containerd image store, beside whatever engine the user runs.
 
-Each has its own data-root, exec-root, socket, pidfile, bridge and address pool for the networks
-it creates; it never touches docker0 (never `--bridge none`: that deletes the host's docker0 at
+Each has its own data-root, exec-root, socket, pidfile, containerd (own_containerd.py), bridge and
+address pool for the networks it creates; it never touches docker0 (never `--bridge none`: that deletes the host's docker0 at
 start-up) and runs with `--iptables=false`, so it writes no NAT or isolation rules of its own.
 
 One rule is needed all the same: the machine's engine sets the FORWARD policy to DROP, and with
@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EngineUnavailable
+from .host_state import (accept_within, bridges_in, in_netns, kill_namespaces_holding, kill_using, last_words,
+                         signal_group, unmount_below)
+from .own_containerd import OwnContainerd, find_binary
 
 RUN_ROOT = Path(os.environ.get("SAVEEXPORT_RUN_ROOT", "/run/saveexport"))  # sockets want short paths
 STATE_ROOT = Path(os.environ.get("SAVEEXPORT_STATE_ROOT", "/var/lib/saveexport/engines"))
@@ -111,6 +113,7 @@ class PrivateDockerd(_Places):
     netns: str | None = None  # a network namespace (ip netns) to run in: its bridge and containers live there
     started: float = 0.0
     process: subprocess.Popen | None = field(default=None, repr=False)
+    containerd: OwnContainerd | None = field(default=None, repr=False)
     slots = True
 
     @property
@@ -120,7 +123,7 @@ class PrivateDockerd(_Places):
     def _ns(self, argv: list[str]) -> list[str]:
         # nsenter, not `ip netns exec`: that mounts a sysfs of its own over /sys, and dockerd then finds no
         # cgroups ("Devices cgroup isn't mounted")
-        return _in_netns(self.netns, argv)
+        return in_netns(self.netns, argv)
 
     @property
     def exec_root(self) -> Path:
@@ -133,6 +136,13 @@ class PrivateDockerd(_Places):
         if os.geteuid() != 0:
             raise EngineUnavailable(f"starting a private dockerd ({self.name}) needs root")
         self._claim()
+        try:
+            return self._start(wait_s)
+        except BaseException:  # a failed start, or Ctrl-C during it: nothing of it stays
+            self.stop(keep_log=True)
+            raise
+
+    def _start(self, wait_s: float) -> str:
         self._clean()  # what a dead run left under this name and slot
         for path in (self.run_dir, self.data_root / "data", self.exec_root):
             path.mkdir(parents=True, exist_ok=True)
@@ -147,8 +157,8 @@ class PrivateDockerd(_Places):
         config_file.write_text(json.dumps(config))
         argv += ["--config-file", str(config_file)]
         env = dict(os.environ)
-        # the build's own helpers (docker-proxy, docker-init) first; containerd and runc from the host
-        # (or the containerd asked for: the daemon starts the first `containerd` on its PATH as its own)
+        # the build's own helpers (docker-proxy, docker-init) first; containerd and runc from the host (or
+        # the containerd asked for): the first `containerd` on this PATH runs for this daemon alone
         env["PATH"] = os.pathsep.join([*([self.containerd_bin] if self.containerd_bin else []),
                                        str(Path(self.dockerd).parent), str(Path(self.dockerd).parents[1] / "bin"),
                                        env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
@@ -156,11 +166,23 @@ class PrivateDockerd(_Places):
         env.pop("DOCKER_MIN_API_VERSION", None)
         if self.min_api:
             env["DOCKER_MIN_API_VERSION"] = self.min_api
+        argv += ["--containerd", self._own_containerd(env).start(env, self._ns)]
         self._launch = (self._ns(argv), env)
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(self._ns(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=env, start_new_session=True)
         return self._wait_until_answers(wait_s)
+
+    def _own_containerd(self, env: dict[str, str]) -> OwnContainerd:
+        """Never the host's (own_containerd.py): the first containerd on the daemon's PATH, run for it alone."""
+        binary = find_binary(env["PATH"])
+        if binary is None:
+            raise EngineUnavailable(f"private dockerd {self.name} needs a containerd and none is on its PATH "
+                                    f"({env['PATH']}): install Debian's containerd or use a bundle that has one")
+        self.containerd = OwnContainerd(owner=self.name, binary=binary, root=self.data_root / "data" / "containerd",
+                                        state=self.exec_root / "containerd",
+                                        log=self.log.with_name(self.name + ".containerd.log"))
+        return self.containerd
 
     def restart(self, wait_s: float = 60, *, down: bool = True) -> str:
         """Stop the daemon as a service manager would (SIGTERM) and start it again on the same data-root:
@@ -169,6 +191,8 @@ class PrivateDockerd(_Places):
             self.process.terminate()
             self.process.wait(timeout=30)
         argv, env = self._launch
+        if self.containerd is not None and (self.containerd.process is None or self.containerd.process.poll() is not None):
+            self.containerd.start(env, self._ns)  # it went down with the daemon: as a service manager would
         # Started again on its old data-root, dockerd (20.10 here) drops the stale default network it finds
         # in its network store and, with it, deletes the *host's* docker0 (seen here: the machine's engine
         # lost its bridge). Its networks go with the store; images, containers and volumes stay.
@@ -214,14 +238,16 @@ class PrivateDockerd(_Places):
             except subprocess.TimeoutExpired:
                 self.process.kill()
             self.process = None
-        _kill_using(self.exec_root)  # a killed dockerd leaves its containerd (and shims) running
-        _unmount_below(self.data_root)
-        _unmount_below(self.exec_root)
+        if self.containerd is not None:
+            self.containerd.stop(keep_log=keep_log)
+        kill_using(self.exec_root)  # its shims, and what a dead run left (its containerd names this root too)
+        unmount_below(self.data_root)
+        unmount_below(self.exec_root)
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.exec_root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         subprocess.run(self._ns(["ip", "link", "del", self.bridge]), capture_output=True, check=False)
-        for bridge in _bridges_in(self.pool, self.netns):  # a stopped dockerd leaves its networks' bridges behind
+        for bridge in bridges_in(self.pool, self.netns):  # a stopped dockerd leaves its networks' bridges behind
             subprocess.run(self._ns(["ip", "link", "del", bridge]), capture_output=True, check=False)
         self._forward(add=False)
         if self.started and not keep_log:
@@ -245,7 +271,7 @@ class PrivateDockerd(_Places):
 
     def _forward(self, add: bool) -> None:
         """Accept traffic inside the daemon's own subnets (see the module's docstring); remove it again."""
-        _accept_within(self.name, (self.subnet, self.pool), add, self._ns)
+        accept_within(self.name, (self.subnet, self.pool), add, self._ns)
 
     def _bridge_up(self) -> None:
         subprocess.run(self._ns(["ip", "link", "del", self.bridge]), capture_output=True, check=False)
@@ -256,46 +282,6 @@ class PrivateDockerd(_Places):
             if proc.returncode != 0:
                 raise EngineUnavailable(f"could not set up bridge {self.bridge} ({' '.join(argv)}): "
                                         f"{proc.stderr.strip()}")
-
-
-def _accept_within(name: str, nets: tuple[str, ...], add: bool, ns=lambda argv: argv) -> None:
-    """One commented FORWARD rule per subnet of a private engine, accepting its traffic among itself while
-    it runs (the machine's engine sets FORWARD to DROP); removed again at stop."""
-    iptables = shutil.which("iptables")
-    if iptables is None:
-        return  # no packet filter: nothing drops the traffic
-    comment = ["-m", "comment", "--comment", f"saveexport {name}"]
-    for rule in (["FORWARD", "-s", net, "-d", net, *comment, "-j", "ACCEPT"] for net in nets):
-        present = subprocess.run(ns([iptables, "-w", "-C", *rule]), capture_output=True, check=False).returncode == 0
-        if add and not present:
-            proc = subprocess.run(ns([iptables, "-w", "-I", *rule]), capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise EngineUnavailable(f"could not let {name}'s containers reach each other "
-                                        f"(iptables -I {' '.join(rule)}): {proc.stderr.strip()}")
-        while not add and present:
-            subprocess.run(ns([iptables, "-w", "-D", *rule]), capture_output=True, check=False)
-            present = subprocess.run(ns([iptables, "-w", "-C", *rule]), capture_output=True,
-                                     check=False).returncode == 0
-
-
-def _in_netns(netns: str | None, argv: list[str]) -> list[str]:
-    return ["nsenter", f"--net=/run/netns/{netns}", "--", *argv] if netns else argv
-
-
-def _bridges_in(pool: str, netns: str | None = None, prefixes: tuple[str, ...] = ("br-",),
-                only: bool = False) -> list[str]:
-    """Bridges (br-*, or other `prefixes`: podman for Podman's) with an address in `pool` (a /16 of ours);
-    `only`: with no address outside it."""
-    prefix = pool.split(".0.0/")[0] + "."
-    proc = subprocess.run(_in_netns(netns, ["ip", "-j", "-4", "addr", "show"]), capture_output=True, text=True,
-                          check=False)
-    try:
-        links = json.loads(proc.stdout or "[]")
-    except ValueError:
-        return []
-    inside = [[str(a.get("local", "")).startswith(prefix) for a in link.get("addr_info") or []] for link in links]
-    return [link["ifname"] for link, ours in zip(links, inside) if str(link.get("ifname", "")).startswith(prefixes)
-            and ours and (all(ours) if only else any(ours))]
 
 
 def _answers(socket_path: Path) -> bool:
@@ -309,35 +295,6 @@ def _answers(socket_path: Path) -> bool:
             return b"200 OK" in sock.recv(256)
     except OSError:
         return False
-
-
-def _kill_using(path: Path) -> None:
-    """SIGKILL every process whose command line names `path` (a dead daemon's containerd and shims)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if _names(path, (proc / "cmdline").read_bytes()):
-                os.kill(int(proc.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            continue
-
-
-def _names(path: Path, text: bytes) -> bool:
-    """Whether `text` (a command line, a mount table) names `path` or something below it; never a sibling
-    that merely starts alike (the store of `podman` is not the store of `podman-5.4.2`)."""
-    return re.search(re.escape(str(path).encode()) + rb"(?=[/\x00\s:,=]|$)", text) is not None
-
-
-def _unmount_below(path: Path) -> None:
-    """Overlay and shm mounts a killed daemon left behind, deepest first, so the tree can be removed."""
-    try:
-        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    except OSError:
-        return
-    prefix = str(path) + "/"
-    for mount in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
 
 
 @dataclass
@@ -416,7 +373,7 @@ class PodmanService(_Places):
         conf.write_text('[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
                         '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
                         + ('runtime = "runc"\n' if self.root else "") + self._networks())
-        _accept_within(self.name, (self.pool,), add=True)  # Podman 5's nftables rules alone do not pass
+        accept_within(self.name, (self.pool,), add=True)  # Podman 5's nftables rules alone do not pass
         # the machine's engine's FORWARD DROP: a Compose app never reached its database
         self.env = dict(os.environ, CONTAINERS_CONF=str(conf))
         argv = [*self._argv(podman), "system", "service", "--time=0", self.endpoint]
@@ -439,7 +396,7 @@ class PodmanService(_Places):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 said = [line for line in self.log.read_text(errors="replace").strip().splitlines() if line.strip()]
-                raise EngineUnavailable(f"podman system service exited at start-up: {_last_words(said)}; "
+                raise EngineUnavailable(f"podman system service exited at start-up: {last_words(said)}; "
                                         f"log: {self.log}")
             if self.socket.exists() and _answers(self.socket):
                 return self.endpoint
@@ -452,11 +409,11 @@ class PodmanService(_Places):
 
     def _clean(self, keep_log: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)  # in a root: unshare ignores it, podman does not
+            signal_group(self.process.pid, signal.SIGTERM)  # in a root: unshare ignores it, podman does not
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
+                signal_group(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=15)
         self.process = None
         podman = shutil.which("podman")
@@ -466,52 +423,15 @@ class PodmanService(_Places):
         # a dead run's service, conmon monitors that outlive their containers (for their exit delay), and
         # whatever still runs in a namespace that holds the store (a root's, or a container's)
         for path in (self.data_root, self.run_dir):
-            _kill_using(path)
-            _kill_namespaces_holding(path)
-        _unmount_below(self.data_root)
-        _unmount_below(self.run_dir)
+            kill_using(path)
+            unmount_below(path)  # first: then only namespaces of its own still hold it (host_state)
+            kill_namespaces_holding(path)
         shutil.rmtree(self.data_root, ignore_errors=True)
         shutil.rmtree(self.run_dir, ignore_errors=True)
-        _accept_within(self.name, (self.pool,), add=False)
+        accept_within(self.name, (self.pool,), add=False)
         # the default network's bridge, and those of networks a killed service could not tear down (netavark
         # names them podmanN: only those whose every address lies in this service's pool are its own)
-        for bridge in [self.bridge, *_bridges_in(self.pool, prefixes=("podman",), only=True)]:
+        for bridge in [self.bridge, *bridges_in(self.pool, prefixes=("podman",), only=True)]:
             subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
         if not keep_log:
             self.log.unlink(missing_ok=True)
-
-
-def _last_words(lines: list[str]) -> str:
-    """The line of a log that says why: the last error, else the last line (a root's podman ends with
-    unshare's own words about its child)."""
-    errors = [line for line in lines if re.search(r"\b(error|Error|ERRO|fatal|FATA)\b", line)]
-    last = (errors or lines or ["?"])[-1]
-    said = re.search(r'\bmsg="((?:[^"\\]|\\.)*)"', last)  # logrus: time=… level=fatal msg="…"
-    return (said.group(1) if said else last)[:300]
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_namespaces_holding(path: Path) -> None:
-    """SIGKILL every process of another mount namespace whose mounts name `path`: a root's service and what
-    it runs, containers included (their root's overlay names its layers in the store). When the last one
-    ends, its namespace and every mount in it go with it. Processes of this namespace are never touched."""
-    try:
-        own = os.readlink("/proc/self/ns/mnt")
-    except OSError:
-        return
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if os.readlink(proc / "ns" / "mnt") == own:
-                continue
-            if _names(path, (proc / "mountinfo").read_bytes()):
-                os.kill(int(proc.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            continue

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import shutil
 import tempfile
@@ -145,6 +146,9 @@ def run_scope(pytestconfig: pytest.Config, container_engine: Engine):
         "engine_usage_before": usage_before, "engine_usage_after": usage_after})
     if watch is not None:
         _fact(pytestconfig, "storage", container_engine.facts.label, watch.result(container_engine))
+    if problems or leftovers:  # recorded above; the run must not pass with them
+        raise SaveexportError("the run's cleanup left things behind on the engine: "
+                              + "; ".join(problems + ([json.dumps(leftovers)] if leftovers else [])))
 
 
 def _storage_watch(engine: Engine) -> storage_watch.Watch | None:
@@ -154,8 +158,6 @@ def _storage_watch(engine: Engine) -> storage_watch.Watch | None:
     except docker.errors.DockerException:
         return None
     return engine.storage_watch
-    if problems or leftovers:
-        raise SaveexportError("cleanup left things behind: " + "; ".join(problems + [str(leftovers)]))
 
 
 @pytest.fixture(scope="session")

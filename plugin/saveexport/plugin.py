@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from . import baseline, calls, debian_mirror, evidence, expectations, faults, matrix, reporting, scheduling
+from . import baseline, calls, debian_mirror, evidence, expectations, faults, matrix, progress, reporting, scheduling
 from .engines import Engine
 from .errors import SaveexportError
 from .evidence import Collector, fact_record
@@ -39,8 +39,8 @@ from .reporting import html as _report_html  # noqa: F401  (the page's renderer 
 # the next run's Markdown refused its own table extension as "not of type Extension")
 from .reporting.common import user_path
 from .settings import add_options, resolve
-from .state import (COLLECTOR, DOCUMENT, ENGINE_FAULTS, ENGINE_IDS, ENGINE_SPECS, MIRRORS, MIRRORS_NOTED, PENDING_FACTS, REPORT_ERROR, REPORT_PATHS,
-                    RUN_ID, SETTINGS)
+from .state import (COLLECTOR, DOCUMENT, ENGINE_FAULTS, ENGINE_IDS, ENGINE_SPECS, MIRRORS, MIRRORS_NOTED, PENDING_FACTS,
+                    PROGRESS_BEFORE, REPORT_ERROR, REPORT_PATHS, RUN_ID, SETTINGS)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,6 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "move_pass(name): the move matrix pass (make, load) a test belongs to")
     if not config.pluginmanager.hasplugin("xdist"):  # the engine grouping marks tests for xdist's loadgroup
         config.addinivalue_line("markers", "xdist_group(name): run these tests in one xdist worker")
+    # before the engines are parsed: that may fetch builds
+    config.stash[PROGRESS_BEFORE] = progress.install(progress.terminal_sink(config))
     try:
         settings = config.stash[SETTINGS] = resolve(config)
         mirrors = config.stash[MIRRORS] = debian_mirror.choose(settings.debian_mirror, settings.debian_mirror_origin)
@@ -159,6 +161,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 @pytest.hookimpl(optionalhook=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     calls.stop()
+    progress.install(config.stash.get(PROGRESS_BEFORE, None))  # an in-process pytester run gives the outer one back
 
 
 def pytest_configure_node(node) -> None:

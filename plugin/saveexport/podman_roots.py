@@ -20,9 +20,10 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import debian_mirror
+from . import debian_mirror, progress
 from .debian_mirror import Mirrors, proxy_environment
 from .errors import UsageError
+from .host_state import names
 from .provision import PARTIAL, _apt, cache_lock, cache_root, drop_stale, write_atomically
 
 # Debian suites whose podman is newer than bookworm's 4.3.1 ("experimental" holds podman alone: its root
@@ -92,7 +93,9 @@ def fetch_root(suite: str, mirrors: Mirrors | None = None, cache: Path | None = 
         done = target / "root.json"
         if not done.exists():
             drop_stale(cache, f"{PREFIX}{suite}")
-            _make(suite, mirrors, cache, target, done)
+            with progress.phase(f"making a Debian {suite} root with its Podman {version} for podman:{suite} (once: "
+                                f"cached in {cache})"):
+                _make(suite, mirrors, cache, target, done)
     return PodmanRoot(**json.loads(done.read_text()))
 
 
@@ -116,14 +119,12 @@ def remove_roots(cache: Path | None = None) -> list[str]:
 
 def _users_of(root: Path) -> list[str]:
     """Processes of a service started from `root` (their mount tables name it, or they run inside it)."""
-    from .daemons import _names
-
     users = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if _names(root, (proc / "cmdline").read_bytes()):
+            if names(root, (proc / "cmdline").read_bytes()):
                 users.append(proc.name)
         except OSError:
             continue

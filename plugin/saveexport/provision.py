@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import debian_mirror
+from . import debian_mirror, progress
 from .debian_mirror import Mirrors
 from .errors import UsageError
 
@@ -156,7 +156,9 @@ def fetch_suite(suite: str, root: Path | None = None, mirrors: Mirrors | None = 
     if not done.exists():
         with cache_lock(root):
             if not done.exists():
-                _unpack_suite(suite, root, mirrors, done)
+                with progress.phase(f"fetching Debian {suite}'s docker.io for docker:{suite} (once: cached in "
+                                    f"{root})"):
+                    _unpack_suite(suite, root, mirrors, done)
     return Build(**json.loads(done.read_text()))
 
 
@@ -194,8 +196,9 @@ def fetch_containerd(suite: str, root: Path | None = None, mirrors: Mirrors | No
     if not done.exists():
         with cache_lock(root):
             if not done.exists():
-                unpacked, version = _download_and_unpack("containerd", suite, target, root, mirrors,
-                                                         f"+containerd-from={suite} (its containerd)")
+                with progress.phase(f"fetching Debian {suite}'s containerd (once: cached in {root})"):
+                    unpacked, version = _download_and_unpack("containerd", suite, target, root, mirrors,
+                                                             f"+containerd-from={suite} (its containerd)")
                 bin_dir = target / "bin"
                 shutil.rmtree(bin_dir, ignore_errors=True)
                 bin_dir.mkdir()
@@ -234,8 +237,9 @@ def fetch_compose(root: Path | None = None, mirrors: Mirrors | None = None) -> P
     if not binary.exists():
         with cache_lock(root):
             if not binary.exists():
-                _, version = _download_and_unpack("docker-compose", COMPOSE_SUITE, target, root, mirrors,
-                                                  "Compose v2 (docker-compose from Debian trixie)")
+                with progress.phase(f"fetching Compose v2 from Debian {COMPOSE_SUITE} (once: cached in {root})"):
+                    _, version = _download_and_unpack("docker-compose", COMPOSE_SUITE, target, root, mirrors,
+                                                      "Compose v2 (docker-compose from Debian trixie)")
                 if not binary.exists():
                     raise UsageError(f"docker-compose {version} from {COMPOSE_SUITE} holds no Compose v2 plugin "
                                      f"binary")

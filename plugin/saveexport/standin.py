@@ -24,6 +24,7 @@ from typing import Callable
 
 import docker.errors
 
+from . import progress
 from .debian_mirror import Mirrors, proxy_environment
 from .engines import Engine
 from .errors import SubjectUnavailable
@@ -88,7 +89,8 @@ def cached(engine: Engine, cache_ref: str, cache_dir: Path, make: Callable[[], s
         found = _image_id(engine, cache_ref)
         if found is not None:
             return found, False
-        return make(), True
+        with progress.phase(f"making {cache_ref} on {engine.endpoint} (once per engine: cached under that tag)"):
+            return make(), True
 
 
 def _from(mirror) -> str:

@@ -19,4 +19,5 @@ REPORT_PATHS = pytest.StashKey[list]()  # controller only
 REPORT_ERROR = pytest.StashKey[str]()  # controller only
 MIRRORS = pytest.StashKey[Mirrors]()  # the Debian mirrors every fetch of this process uses (asked lazily)
 MIRRORS_NOTED = pytest.StashKey[dict]()  # what this process last recorded of them
+PROGRESS_BEFORE = pytest.StashKey[object]()  # the progress sink an enclosing session (pytester) had
 ENGINE_FAULTS = pytest.StashKey[dict]()  # spec id -> the Engine that died, went away or stopped (its .fault)

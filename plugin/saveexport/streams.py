@@ -4,7 +4,7 @@ docker-py gives no handle on the socket of a request in flight, so a daemon that
 (SIGSTOP, or its containerd stopped) holds the test for the whole request timeout. Here each save,
 export and load is one HTTP/1.1 request on a connection this module owns. A watchdog samples the
 bytes moving in either direction and the work the engine's own processes do (CPU time and disk I/O of
-the process serving the socket and its children, containerd among them). Only when none of them
+the process serving the socket and its children, and of its containerd, a child or not). Only when none of them
 moves for the stall timeout does it judge the engine hung (a process of it in state T: stopped; else
 unresponsive) and shut the socket, so the call fails at once with that line. A load whose upload
 has ended while the daemon unpacks in silence is busy, not hung: its processes work.
@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Iterator
 
 import docker.errors
 
-from .faults import Fault, process_state, socket_peer_pid
+from .faults import Fault, peer_pid, process_state, socket_peer_pid
 
 CHUNK = 1 << 20
 SAMPLE_S = 0.5
@@ -85,12 +85,39 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def activity(pid: int | None) -> tuple[int, int, list[tuple[int, str]]]:
-    """(CPU clock ticks, bytes read and written on disk, [(pid, state)...]) of the tree of pid."""
+SYSTEM_CONTAINERD = "/run/containerd/containerd.sock"
+
+
+def containerd_of(pid: int | None) -> int | None:
+    """The containerd a dockerd runs on when it did not start it itself, so it is not its child: the one
+    named by `--containerd` (every private dockerd's own, own_containerd.py), or the host's at
+    /run/containerd when the daemon has no containerd child (dockerd joins that one by default)."""
+    if pid is None:
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    address = next((argv[i + 1] for i, word in enumerate(argv[:-1]) if word == "--containerd"), None) or next(
+        (word.split("=", 1)[1] for word in argv if word.startswith("--containerd=")), None)
+    if address is None:
+        if _name(pid) != "dockerd" or any(_name(child) == "containerd" for child in _tree(pid)[1:]) \
+                or not os.path.exists(SYSTEM_CONTAINERD):
+            return None
+        address = SYSTEM_CONTAINERD
+    return peer_pid(address if "://" in address else f"unix://{address}")
+
+
+def activity(pid: int | None, containerd: int | None = None) -> tuple[int, int, list[tuple[int, str]]]:
+    """(CPU clock ticks, bytes read and written on disk, [(pid, state)...]) of the tree of pid, and of
+    its containerd's when that is not in it."""
     if pid is None:
         return 0, 0, []
     ticks, io_bytes, states = 0, 0, []
-    for member in _tree(pid):
+    members = _tree(pid)
+    if containerd is not None and containerd not in members:
+        members += _tree(containerd)
+    for member in members:
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])  # utime + stime
@@ -137,11 +164,12 @@ class Watchdog:
 
     def _watch(self) -> None:
         last_bytes = self.moved
-        last_ticks, last_io, _ = activity(self.engine.pid)
+        containerd = containerd_of(self.engine.pid)
+        last_ticks, last_io, _ = activity(self.engine.pid, containerd)
         quiet_since = bytes_since = time.monotonic()
         while not self._done.wait(SAMPLE_S):
             now = time.monotonic()
-            ticks, io_bytes, states = activity(self.engine.pid)
+            ticks, io_bytes, states = activity(self.engine.pid, containerd)
             stopped = any(state in ("T", "t") for _, state in states)
             working = ticks - last_ticks >= WORK_TICKS or io_bytes - last_io >= WORK_IO
             last_ticks, last_io = ticks, io_bytes

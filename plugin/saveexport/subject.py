@@ -14,6 +14,7 @@ from typing import Any
 
 import docker.errors
 
+from . import progress
 from .engines import Engine
 from .errors import SubjectUnavailable
 from .debian_mirror import Mirrors
@@ -101,11 +102,12 @@ def _from_seed(engine: Engine, ref: str, source: str, seed: str | None, **build)
             engine.api.inspect_image(seeded.source_ref)
         except docker.errors.ImageNotFound:
             started = time.monotonic()
-            stream = seed_engine.api.get_image(seeded.source_ref)
-            for message in engine.api.load_image(stream):
-                if "error" in message:
-                    raise SubjectUnavailable(f"loading {seeded.source_ref} into the private engine failed: "
-                                             f"{message['error']}")
+            with progress.phase(f"streaming {seeded.source_ref} from {seed_engine.endpoint} into {engine.endpoint}"):
+                stream = seed_engine.api.get_image(seeded.source_ref)
+                for message in engine.api.load_image(stream):
+                    if "error" in message:
+                        raise SubjectUnavailable(f"loading {seeded.source_ref} into the private engine failed: "
+                                                 f"{message['error']}")
             seeded.note = (seeded.note + "; " if seeded.note else "") + \
                 f"streamed from {seed_engine.endpoint} in {time.monotonic() - started:.0f} s"
         seeded.image_id = engine.api.inspect_image(seeded.source_ref)["Id"]
