@@ -42,7 +42,12 @@ class Script:
                 return f'"${variable}"'
         return shlex.quote(value)
 
-    def file(self, path: str) -> str:
+    def file(self, path: str, written: bool = True) -> str:
+        """Where an archive goes (`written`) or comes from. One the script wrote earlier is its own copy; one
+        the run made without the engine (a root tarred in Python, a layer of a test's own) is read where the
+        run left it, so keep the run's files (`--basetemp`) until the script has run."""
+        if not written and path not in self.files:
+            return shlex.quote(path)
         self.files.setdefault(path, f"archive-{len(self.files) + 1}-{Path(path).name}")
         return f'"$here/{self.files[path]}"'
 
@@ -131,12 +136,13 @@ def _line(script: Script, entry: dict) -> None:
     elif method == "GET" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "export":
         script.emit(f"docker export -o {script.file(entry.get('file') or 'export.tar')} {script.ref(parts[1])}")
     elif method == "POST" and path == "/images/load":
-        script.emit(f"docker load -i {script.file(entry.get('file') or 'load.tar')}")
+        script.emit(f"docker load -i {script.file(entry.get('file') or 'load.tar', written=False)}")
     elif method == "POST" and path == "/images/create" and params.get("fromSrc") == "-":
         target = params.get("repo", "") + (":" + params["tag"] if params.get("tag") and params.get("repo") else "")
         message = ["--message", params["message"]] if params.get("message") else []
         script.emit(shlex.join(["docker", "import", *_changes(params), *message]) + " "
-                    + script.file(entry.get("file") or "import.tar") + (" " + shlex.quote(target) if target else ""))
+                    + script.file(entry.get("file") or "import.tar", written=False)
+                    + (" " + shlex.quote(target) if target else ""))
     elif method == "POST" and path == "/commit":
         target = params.get("repo", "") + (":" + params["tag"] if params.get("tag") and params.get("repo") else "")
         script.made(entry, shlex.join(["docker", "commit", *_changes(params)]) + " "

@@ -32,6 +32,7 @@ RECORD = [
            file="/tmp/run/export.tar"),
     _entry("POST", "/build", {"t": "y:1", "labels": json.dumps({"io.saveexport.run": "r1"})},
            {"base64": base64.b64encode(b"not a real tar").decode()}),
+    _entry("POST", "/images/create", {"fromSrc": "-", "repo": "tools", "tag": "1"}, file="/tmp/run/tools.tar"),
     _entry("DELETE", "/containers/abc123def4567890", {"v": True, "force": True}),
     _entry("POST", "/volumes/prune"),
 ]
@@ -48,6 +49,8 @@ def test_a_record_becomes_the_same_calls_as_docker_commands(tmp_path):
     assert 'docker load -i "$here/archive-1-save.tar"' in text
     assert "docker import --change 'CMD [\"sh\"]' \"$here/archive-2-export.tar\" x:v1" in text
     assert "docker build -t y:1 --label io.saveexport.run=r1 - <" in text
+    # a file the run made without the engine is read where the run left it
+    assert "docker import /tmp/run/tools.tar tools:1" in text
     assert script.skipped == {"POST /volumes/prune": 1}
     assert script.lines[-1].startswith("docker images -q --filter label=io.saveexport.run=r1 | xargs -r docker rmi -f")
     path = tmp_path / "replay.sh"
