@@ -52,12 +52,12 @@ def kind_of(method: str, path: str, params: dict) -> str:
         return "import" if params.get("fromSrc") else "pull"
     if method == "DELETE":
         return "remove"
+    if parts[0] == "exec" or last == "exec":  # /exec/ID/start is an exec's, not a container's start
+        return "exec"
     if last in ("start", "wait", "export", "logs", "stop", "kill", "tag"):
         return last
     if last == "archive":
         return "cp"
-    if parts[0] == "exec" or last == "exec":
-        return "exec"
     if last == "json":
         return "list" if len(parts) == 2 else "inspect"
     return f"{method} other"

@@ -83,6 +83,8 @@ def test_gc_removes_what_dead_runs_left_and_nothing_a_live_run_holds(tmp_path):
         for process in [leftover, *holders]:
             process.kill()
             process.wait()
+            if process.stdout:
+                process.stdout.close()
         for slot, rule in zip((dead_slot, live_slot), rules):
             subprocess.run(["ip", "link", "del", f"sebr{slot}"], capture_output=True)
             while _present(rule):

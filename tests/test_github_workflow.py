@@ -139,6 +139,49 @@ def test_the_engine_steps_script_hands_pytest_its_engine_as_root(workflow, tmp_p
     assert seen["uid"] == 0 and seen["ld"] == "/opt/python/lib" and seen["mirror"] == "http://mirror.example/debian"
 
 
+FORWARD_PYTHON = """#!/bin/sh
+# the venv's python, for one experiment: the step's own arguments, then a selection
+exec {python} "$@" -k {select}
+"""
+ONE_EXPERIMENT = "test_save_two_images_then_load_restores_both"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_the_engine_steps_pytest_command_passes_one_experiment_on_a_debian_bundle(workflow, tmp_path):
+    """The engine job's pytest step as it is written, run for real for one experiment: Debian sid's docker.io
+    stands in for Docker's static bundle under $RUNNER_TEMP/docker-$DOCKER_VERSION (the plugin starts it as a
+    private dockerd with a containerd of its own), the venv's python is the one running these tests."""
+    from saveexport.provision import fetch_suite
+
+    job = workflow["jobs"]["engines"]
+    step = next(s for s in job["steps"] if "-m pytest" in s.get("run", ""))
+    version = job["strategy"]["matrix"]["docker"][0]
+    root, stubs = tmp_path / "checkout", tmp_path / "stubs"
+    (root / ".venv" / "bin").mkdir(parents=True)
+    for name in ("experiments", "pyproject.toml"):
+        (root / name).symlink_to(ROOT / name)
+    python = root / ".venv" / "bin" / "python"
+    python.write_text(FORWARD_PYTHON.format(python=sys.executable, select=ONE_EXPERIMENT))
+    stubs.mkdir()
+    if shutil.which("sudo") is None:
+        (stubs / "sudo").write_text('#!/bin/sh\ncase "$1" in --preserve-env=*) shift;; esac\nexec "$@"\n')
+    for stub in [*stubs.iterdir(), python]:
+        stub.chmod(0o755)
+    (tmp_path / f"docker-{version}").symlink_to(Path(fetch_suite("sid").dockerd).parent)
+    env = {**os.environ, "PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}", "RUNNER_TEMP": str(tmp_path),
+           "DOCKER_VERSION": version, "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    env.setdefault("SAVEEXPORT_DEBIAN_MIRROR", "")
+    if not env["SAVEEXPORT_DEBIAN_MIRROR"]:
+        del env["SAVEEXPORT_DEBIAN_MIRROR"]  # apt's own configuration names the mirror here
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=1200, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert re.search(rf"{ONE_EXPERIMENT}\[docker-28\.5\.2-overlay2\] PASSED", proc.stdout), proc.stdout[-3000:]
+    evidence = json.loads((root / "report" / "saveexport-evidence.json").read_text())
+    assert [e["label"] for e in evidence["engines"]] == ["docker-28.5.2-overlay2"]
+    assert "The article's claims on 28.5.2" in (tmp_path / "summary.md").read_text()  # the job summary, written
+
+
 @pytest.fixture
 def checkout(workflow, tmp_path) -> Path:
     """A checkout as the merge job has it when its step runs: the suite in .venv, each job's artifact in

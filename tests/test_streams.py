@@ -144,3 +144,4 @@ def test_the_containerd_a_daemon_was_handed_is_watched_with_it(tmp_path):
         for process in (server, daemon, other):
             process.kill()
             process.wait()
+        server.stdout.close()
