@@ -27,6 +27,7 @@ from .host_state import last_words
 # Kubernetes' CRI, which dockerd's own supervisor turns off too (containerd 2 splits it into three plugins;
 # containerd 1.x has only the first and ignores names it lacks), and NRI, whose socket
 # /var/run/nri/nri.sock would be shared by every containerd here.
+SYSTEM_ADDRESS = "/run/containerd/containerd.sock"  # where dockerd looks for a containerd to join
 DISABLED_PLUGINS = ("io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime",
                     "io.containerd.nri.v1.nri")
 
@@ -133,6 +134,6 @@ def find_binary(path: str) -> str | None:
     return shutil.which("containerd", path=path)
 
 
-def serving_system_containerd(address: str = "/run/containerd/containerd.sock") -> bool:
+def serving_system_containerd(address: str = SYSTEM_ADDRESS) -> bool:
     """Whether a containerd (any process) takes connections where dockerd would look for one first."""
     return os.path.exists(address) and _listening(Path(address))

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, Iterator
 import docker.errors
 
 from .faults import Fault, peer_pid, process_state, socket_peer_pid
+from .own_containerd import SYSTEM_ADDRESS
 
 CHUNK = 1 << 20
 SAMPLE_S = 0.5
@@ -85,9 +86,6 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-SYSTEM_CONTAINERD = "/run/containerd/containerd.sock"
-
-
 def containerd_of(pid: int | None) -> int | None:
     """The containerd a dockerd runs on when it did not start it itself, so it is not its child: the one
     named by `--containerd` (every private dockerd's own, own_containerd.py), or the host's at
@@ -102,9 +100,9 @@ def containerd_of(pid: int | None) -> int | None:
         (word.split("=", 1)[1] for word in argv if word.startswith("--containerd=")), None)
     if address is None:
         if _name(pid) != "dockerd" or any(_name(child) == "containerd" for child in _tree(pid)[1:]) \
-                or not os.path.exists(SYSTEM_CONTAINERD):
+                or not os.path.exists(SYSTEM_ADDRESS):
             return None
-        address = SYSTEM_CONTAINERD
+        address = SYSTEM_ADDRESS
     return peer_pid(address if "://" in address else f"unix://{address}")
 
 
