@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import progress
 from .errors import EngineUnavailable
 from .host_state import (accept_within, bridges_in, in_netns, kill_namespaces_holding, kill_using, last_words,
                          signal_group, unmount_below)
@@ -136,11 +137,12 @@ class PrivateDockerd(_Places):
         if os.geteuid() != 0:
             raise EngineUnavailable(f"starting a private dockerd ({self.name}) needs root")
         self._claim()
-        try:
-            return self._start(wait_s)
-        except BaseException:  # a failed start, or Ctrl-C during it: nothing of it stays
-            self.stop(keep_log=True)
-            raise
+        with progress.phase(f"starting {self.name} (a private dockerd)"):
+            try:
+                return self._start(wait_s)
+            except BaseException:  # a failed start, or Ctrl-C during it: nothing of it stays
+                self.stop(keep_log=True)
+                raise
 
     def _start(self, wait_s: float) -> str:
         self._clean()  # what a dead run left under this name and slot
@@ -166,6 +168,7 @@ class PrivateDockerd(_Places):
         env.pop("DOCKER_MIN_API_VERSION", None)
         if self.min_api:
             env["DOCKER_MIN_API_VERSION"] = self.min_api
+        progress.update("starting its containerd", step=True)
         argv += ["--containerd", self._own_containerd(env).start(env, self._ns)]
         self._launch = (self._ns(argv), env)
         with open(self.log, "wb") as log:
@@ -213,6 +216,8 @@ class PrivateDockerd(_Places):
                                         f"log: {self.log}")
             if self.socket.exists() and _answers(self.socket):
                 return self.endpoint
+            waited = time.monotonic() - self.started
+            progress.update(f"waiting for it to answer ({waited:.0f} s of at most {wait_s:.0f})")
             time.sleep(0.3)
         self.stop(keep_log=True)
         raise EngineUnavailable(f"private dockerd {self.name} did not answer within {wait_s:.0f}s; log: {self.log}")
@@ -364,6 +369,10 @@ class PodmanService(_Places):
                                     f"--cache)" if self.root else "podman is not installed; 'apt-get install "
                                     "podman' (Debian) or leave it out of --saveexport-engine")
         self._claim()
+        with progress.phase(f"starting {self.name} (podman system service{' in its root' if self.root else ''})"):
+            return self._start(podman, wait_s)
+
+    def _start(self, podman: str, wait_s: float) -> str:
         self._clean()  # what a dead run left under this name
         for path in (self.run_dir, self.data_root):
             path.mkdir(parents=True, exist_ok=True)
@@ -392,7 +401,8 @@ class PodmanService(_Places):
             raise
 
     def _wait_until_answers(self, wait_s: float) -> str:
-        deadline = time.monotonic() + wait_s
+        started = time.monotonic()
+        deadline = started + wait_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 said = [line for line in self.log.read_text(errors="replace").strip().splitlines() if line.strip()]
@@ -400,6 +410,7 @@ class PodmanService(_Places):
                                         f"log: {self.log}")
             if self.socket.exists() and _answers(self.socket):
                 return self.endpoint
+            progress.update(f"waiting for it to answer ({time.monotonic() - started:.0f} s of at most {wait_s:.0f})")
             time.sleep(0.3)
         raise EngineUnavailable(f"podman system service did not answer within {wait_s:.0f}s; log: {self.log}")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from . import baseline, calls, debian_mirror, evidence, expectations, faults, matrix, progress, reporting, scheduling
+from . import (baseline, calls, debian_mirror, evidence, expectations, faults, matrix, progress, progress_sinks, reporting,
+               scheduling)
 from .engines import Engine
 from .errors import SaveexportError
 from .evidence import Collector, fact_record
@@ -40,7 +41,7 @@ from .reporting import html as _report_html  # noqa: F401  (the page's renderer 
 from .reporting.common import user_path
 from .settings import add_options, resolve
 from .state import (COLLECTOR, DOCUMENT, ENGINE_FAULTS, ENGINE_IDS, ENGINE_SPECS, MIRRORS, MIRRORS_NOTED, PENDING_FACTS,
-                    PROGRESS_BEFORE, REPORT_ERROR, REPORT_PATHS, RUN_ID, SETTINGS)
+                    PROGRESS, PROGRESS_BEFORE, REPORT_ERROR, REPORT_PATHS, RUN_ID, SETTINGS)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,7 +58,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.hasplugin("xdist"):  # the engine grouping marks tests for xdist's loadgroup
         config.addinivalue_line("markers", "xdist_group(name): run these tests in one xdist worker")
     # before the engines are parsed: that may fetch builds
-    config.stash[PROGRESS_BEFORE] = progress.install(progress.terminal_sink(config))
+    sink = config.stash[PROGRESS] = progress_sinks.terminal_sink(config)
+    config.stash[PROGRESS_BEFORE] = progress.install(sink)
+    if _is_controller(config):
+        config.pluginmanager.register(_ProgressHold(sink), "saveexport-progress-hold")
     try:
         settings = config.stash[SETTINGS] = resolve(config)
         mirrors = config.stash[MIRRORS] = debian_mirror.choose(settings.debian_mirror, settings.debian_mirror_origin)
@@ -162,11 +166,43 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 def pytest_unconfigure(config: pytest.Config) -> None:
     calls.stop()
     progress.install(config.stash.get(PROGRESS_BEFORE, None))  # an in-process pytester run gives the outer one back
+    if PROGRESS in config.stash:
+        config.stash[PROGRESS].close()  # the workers' directory goes
 
 
 def pytest_configure_node(node) -> None:
-    """xdist controller: hand the run id to every worker."""
+    """xdist controller: hand the run id to every worker, and where its progress lines go."""
     node.workerinput["saveexport_run_id"] = node.config.stash[RUN_ID]
+    node.workerinput.update(node.config.stash[PROGRESS].for_workers())
+
+
+class _ProgressHold:
+    """pytest writes a test's report: a progress update showing in place steps aside first (progress.py)."""
+
+    def __init__(self, sink):
+        self.sink = sink
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logstart(self):
+        with self.sink.hold():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self):
+        with self.sink.hold():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logfinish(self):
+        with self.sink.hold():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)  # inside the terminal reporter's, which writes the last [100%]
+    def pytest_runtestloop(self):
+        try:
+            return (yield)
+        finally:
+            self.sink.finish()  # the workers are done: their last lines first
 
 
 @pytest.hookimpl(wrapper=True)
@@ -296,6 +332,8 @@ class _ReportListener:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Build the evidence document once and write it; the terminal summary shows the same document."""
     config = session.config
+    if PROGRESS in config.stash:
+        config.stash[PROGRESS].finish()  # the workers' last progress lines, before the summary
     if not _is_controller(config) or not config.stash[COLLECTOR].has_evidence:
         return
     document = config.stash[COLLECTOR].document(exit_status=int(exitstatus), run_id=config.stash[RUN_ID])

@@ -151,9 +151,9 @@ def _make(suite: str, mirrors: Mirrors, cache: Path, target: Path, done: Path) -
                 # a host's root, not an image: it keeps no sources (the mirror stays out of it)
                 '--customize-hook=: > "$1/etc/apt/sources.list"', _base(suite), str(partial / "root"), *sources]
         with open(log, "wb") as out:
-            proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False,
-                                  env=dict(os.environ, **proxy_environment(mirrors, mirror.uri)))
-        if proc.returncode != 0:
+            returncode = progress.run_logged(argv, out, pick=progress.mmdebstrap_stage,
+                                             env=dict(os.environ, **proxy_environment(mirrors, mirror.uri)))
+        if returncode != 0:
             last = log.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
             raise UsageError(f"{needed_by}: mmdebstrap failed ({last[0][:200]}); full log: {log}")
         packages = _installed(partial / "root")

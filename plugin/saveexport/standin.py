@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
-import subprocess
 import tempfile
 import time
 from importlib import resources
@@ -34,6 +34,8 @@ from .provision import PARTIAL, drop_stale, cache_lock
 # Which stand-in recipe (assets/<name>) replaces which image when it cannot be pulled.
 STANDINS = {"postgres": "postgres", "mongo": "second", "saveexport-app": "app"}
 LABEL_MIRROR = "io.saveexport.debian-mirror"  # where a cached build's packages came from
+# a build's step as the classic builder streams it ("Step 3/12 : RUN ...") and Podman's ("STEP 3/12: RUN ...")
+BUILD_STEP = re.compile(r"^\s*step\s+(\d+)(?:/(\d+))?\s*:\s*(.*?)\s*$", re.I | re.M)
 
 
 def recipe_hash(standin: str, suite: str) -> str:
@@ -146,8 +148,8 @@ def make_root(suite: str, out: Path, mirrors: Mirrors, *, needed_by: str, log_pa
         env = dict(os.environ, **proxy_environment(mirrors, mirror.uri))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log_file:
-            proc = subprocess.run(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, check=False)
-    if proc.returncode != 0:
+            returncode = progress.run_logged(argv, log_file, pick=progress.mmdebstrap_stage, env=env)
+    if returncode != 0:
         last = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
         raise SubjectUnavailable(f"mmdebstrap could not make a Debian {suite} root from {mirror.uri} ({last[0]}); "
                                  f"full log: {log_path}")
@@ -168,6 +170,8 @@ def ensure_base(engine: Engine, *, cache_dir: Path, suite: str, mirrors: Mirrors
             repository, tag = base_ref.rsplit(":", 1)
             mirror = mirrors.used.get(suite)
             changes = ['CMD ["bash"]'] + ([f'LABEL {LABEL_MIRROR}="{mirror.uri}"'] if mirror else [])
+            progress.update(f"importing the root ({root_tar.stat().st_size / 1e6:.0f} MB) into the engine",
+                            step=True)
             result = engine.api.import_image_from_file(str(root_tar), repository=repository, tag=tag, changes=changes)
             if "error" in str(result).lower() and "sha256:" not in str(result):
                 raise SubjectUnavailable(f"the engine refused the base root: {result}")
@@ -185,12 +189,16 @@ def build(engine: Engine, context: str, tag: str, buildargs: dict[str, str], rec
     if mirror is not None:
         labels[LABEL_MIRROR] = mirror.uri
     image_id = None
+    step = None
     with open(log_path, "w") as log_file:
         for chunk in engine.api.build(path=context, tag=tag, buildargs=buildargs, labels=labels, rm=True,
                                       forcerm=True, network_mode="host", decode=True, pull=False):
             if "stream" in chunk:
                 log_file.write(chunk["stream"])
                 log_file.flush()  # a person (or a test) following the build sees each step as it starts
+                step = step_of(chunk["stream"]) or step
+            if step:  # on every chunk: a step the rate limit held back shows once its second is up
+                progress.update(step, step=True)
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
             if "error" in chunk:
@@ -199,3 +207,12 @@ def build(engine: Engine, context: str, tag: str, buildargs: dict[str, str], rec
     if image_id is None:
         image_id = engine.client.images.get(tag).id
     return image_id
+
+
+def step_of(stream: str) -> str | None:
+    """The last step a piece of a build's stream starts, as "step 3 of 12: RUN ...", if any."""
+    found = BUILD_STEP.findall(stream)
+    if not found:
+        return None
+    number, total, instruction = found[-1]
+    return f"step {number}{f' of {total}' if total else ''}: {instruction[:60]}"

@@ -20,4 +20,5 @@ REPORT_ERROR = pytest.StashKey[str]()  # controller only
 MIRRORS = pytest.StashKey[Mirrors]()  # the Debian mirrors every fetch of this process uses (asked lazily)
 MIRRORS_NOTED = pytest.StashKey[dict]()  # what this process last recorded of them
 PROGRESS_BEFORE = pytest.StashKey[object]()  # the progress sink an enclosing session (pytester) had
+PROGRESS = pytest.StashKey[object]()  # this process's progress sink (progress.py)
 ENGINE_FAULTS = pytest.StashKey[dict]()  # spec id -> the Engine that died, went away or stopped (its .fault)

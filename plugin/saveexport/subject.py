@@ -102,8 +102,9 @@ def _from_seed(engine: Engine, ref: str, source: str, seed: str | None, **build)
             engine.api.inspect_image(seeded.source_ref)
         except docker.errors.ImageNotFound:
             started = time.monotonic()
-            with progress.phase(f"streaming {seeded.source_ref} from {seed_engine.endpoint} into {engine.endpoint}"):
-                stream = seed_engine.api.get_image(seeded.source_ref)
+            what = f"streaming {seeded.source_ref} from {seed_engine.endpoint} into {engine.endpoint}"
+            with progress.phase(what) as p:
+                stream = p.stream(seed_engine.api.get_image(seeded.source_ref))
                 for message in engine.api.load_image(stream):
                     if "error" in message:
                         raise SubjectUnavailable(f"loading {seeded.source_ref} into the private engine failed: "
