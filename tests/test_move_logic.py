@@ -116,3 +116,27 @@ def test_storage_kept_is_a_change_only_when_an_engine_keeps_a_kind_it_did_not():
     assert changes == [] and notes and "fewer kinds" in notes[0]
     changes, _ = compare(baseline, with_storage("d", ["rw-layer", "content-blob"]))
     assert changes and "keeps what it did not" in changes[0]
+
+
+def test_what_a_partial_run_did_not_measure_is_one_line_per_engine_counted_by_family():
+    """A job of part of the suite (the move pass) leaves hundreds of baseline facts unmeasured: a reader
+    gets one line per engine saying which parts, not every cell; a few are still listed one by one."""
+    from saveexport.baseline import compare
+
+    def with_moves(run_id: str, writers: list[str]) -> dict:
+        document = _document(run_id, "docker-1", "confirmed", "note")
+        document["observations"] = [
+            {"type": "observation", "topic": "move",
+             "data": {"archive": {"kind": "docker-save", "writer": w}, "target_engine": "docker-1",
+                      "outcome": "loads and runs"}} for w in writers]
+        return document
+
+    writers = [f"engine-{n}" for n in range(6)]
+    changes, notes = compare(with_moves("a", writers), with_moves("b", []))
+    assert changes == [] and notes == ["docker-1: 6 facts of the baseline not measured in this run (6 move cells)"]
+    changes, notes = compare(with_moves("a", writers), with_moves("b", writers[:4]))
+    assert changes == [] and len(notes) == 2 and all("not measured in this run (was 'loads and runs')" in n for n in notes)
+    moved_elsewhere = with_moves("c", writers[:1])
+    moved_elsewhere["observations"][0]["data"]["outcome"] = "refused"
+    changes, _ = compare(with_moves("a", writers), moved_elsewhere)
+    assert changes == ["docker-1: move docker-save by engine-0: was 'loads and runs', now 'refused'"]

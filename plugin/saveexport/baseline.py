@@ -65,18 +65,46 @@ def compare(baseline: dict[str, Any], current: dict[str, Any]) -> tuple[list[str
         if engine not in before:
             notes.append(f"{engine}: not in the baseline (a new engine or version): nothing to compare")
             continue
+        unmeasured: dict[str, str] = {}
         for key in sorted(set(facts) | set(before[engine])):
             was, is_ = before[engine].get(key, "—"), facts.get(key, "—")
             if key == STORAGE_KEY and key in facts and was != "—":
                 _compare_storage(engine, was, is_, changes, notes)
                 continue
             if key not in facts:
-                notes.append(f"{engine}: {key}: not measured in this run (was {was!r})")
+                unmeasured[key] = was
             elif was in ("—", "not testable") and was != is_:  # the suite measures more now: nothing regressed
                 notes.append(f"{engine}: {key}: not measured in the baseline, now {is_!r}")
             elif was != is_:
                 changes.append(f"{engine}: {key}: was {was!r}, now {is_!r}")
+        notes.extend(_unmeasured_notes(engine, unmeasured))
     return changes, notes
+
+
+LISTED_ONE_BY_ONE = 3
+
+
+def _unmeasured_notes(engine: str, unmeasured: dict[str, str]) -> list[str]:
+    """What the baseline holds and this run did not measure: one by one when few, else one line per
+    engine counting them by family, since a run of part of the suite (the move pass alone, or one job of
+    many) leaves hundreds, and a reader needs to know which part is missing, not every cell of it."""
+    if len(unmeasured) <= LISTED_ONE_BY_ONE:
+        return [f"{engine}: {key}: not measured in this run (was {was!r})" for key, was in unmeasured.items()]
+    families: dict[str, int] = {}
+    for key in unmeasured:
+        families[_family(key)] = families.get(_family(key), 0) + 1
+    counted = ", ".join(f"{n} {family}" for family, n in sorted(families.items(), key=lambda kv: (-kv[1], kv[0])))
+    return [f"{engine}: {len(unmeasured)} facts of the baseline not measured in this run ({counted})"]
+
+
+def _family(key: str) -> str:
+    if key.startswith("move "):
+        return "move cells"
+    if key.endswith(" verdict"):
+        return "claim verdicts"
+    if " archive → " in key:
+        return "cross-load facts"
+    return key
 
 
 STORAGE_KEY = "storage kept after the run"
