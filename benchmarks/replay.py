@@ -6,14 +6,16 @@ side on one engine.
     python benchmarks/replay.py DIR/calls-main.jsonl -o replay.sh   # one engine, one process (no -n)
 
 Ids the run got back (created containers, commits, execs) become shell variables; archives go to and
-come from files of the script's own directory, named after the run's. A call with no CLI equivalent is a
+come from files of the script's own directory, named after the run's. The suite's deliberate waits (a
+poll's interval, watching a container settle: calls.pause) are sleeps of the same length, so a poll
+makes as many calls with as long between them. Where a test starts, the script appends the time and the
+test's id to $SAVEEXPORT_REPLAY_TIMES, if set, for a per-test comparison. A call with no CLI equivalent is a
 comment in the script and counted on stderr, so a replay that does less than the run says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import shlex
 import sys
@@ -98,7 +100,9 @@ def _line(script: Script, entry: dict) -> None:
     method, path, params = entry["method"], entry["path"], entry.get("params") or {}
     parts = [unquote(part) for part in path.strip("/").split("/")]
     body = entry.get("body") or {}
-    if path in ("/_ping", "/version"):
+    if method == "SLEEP":
+        script.lines.append(f"sleep {float(entry.get('seconds') or 0):g}")
+    elif path in ("/_ping", "/version"):
         script.emit("docker version")
     elif path == "/info":
         script.emit("docker info")
@@ -172,12 +176,18 @@ def _line(script: Script, entry: dict) -> None:
 def replay(entries: list[dict]) -> Script:
     script = Script()
     runs = set()
+    test = None
     for entry in entries:
+        if entry.get("test") and entry["test"] != test:
+            test = entry["test"]
+            script.lines.append(f'printf "%s %s\\n" "$(date +%s.%N)" {shlex.quote(test)} '
+                                f'>> "${{SAVEEXPORT_REPLAY_TIMES:-/dev/null}}"')
         _line(script, entry)
         labels = (entry.get("params") or {}).get("labels")
         labels = json.loads(labels) if isinstance(labels, str) else labels or {}
         runs.update(v for k, v in {**labels, **((entry.get("body") or {}).get("Labels") or {})}.items()
                     if k == "io.saveexport.run")
+    script.lines.append('printf "%s %s\\n" "$(date +%s.%N)" "(end)" >> "${SAVEEXPORT_REPLAY_TIMES:-/dev/null}"')
     # what the replay's builds made under ids the record cannot know (an image the run removed by its own
     # id): removed by the run's label, as the suite's cleanup does
     for run in sorted(runs):

@@ -71,7 +71,7 @@ def docker_cleanup() -> list[str]:
 def source_app(docker_services, container_engine) -> AppClient:
     """The application up on the engine under test, answering, with one note written through it."""
     client = AppClient(_host(container_engine.endpoint), docker_services.port_for("app", APP_PORT))
-    docker_services.wait_until_responsive(check=client.healthy, timeout=90, pause=0.5)
+    client.wait(timeout_s=90)  # its polls are recorded (calls.pause), as every deliberate wait of the suite
     _data_flows(client, SOURCE_NOTE)
     return client
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from saveexport import moves, storage
+from saveexport import calls, moves, storage
 from saveexport.expectations import expect, storage_kept_after
 
 pytestmark = pytest.mark.usefixtures("run_scope")
@@ -88,7 +88,7 @@ def _settled(place, first, wait_s: float = 10.0):
     snapshots in the background, a moment after the removal answered."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        time.sleep(0.5)
+        calls.pause(0.5)
         again = storage.census(place.root, place.store)
         if again.objects == first.objects:
             return again

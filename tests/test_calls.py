@@ -125,3 +125,15 @@ def test_a_docker_py_url_gives_its_api_version_and_path():
     assert calls.path_of("http+docker://localhost/v1.41/containers/create") == ("1.41", "/containers/create")
     assert calls.path_of("http+docker://localhost/_ping") == ("", "/_ping")
     assert calls.path_of("http+docker://localhost/version") == ("", "/version")
+
+
+def test_a_deliberate_wait_is_recorded_with_its_length_and_test(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "t.py::test_waits (call)")
+    calls.pause(0.01)  # not recording: only the sleep
+    calls.start(tmp_path, "main")
+    try:
+        calls.pause(0.02)
+    finally:
+        calls.stop()
+    [entry] = calls.read([tmp_path / "calls-main.jsonl"])
+    assert entry["method"] == "SLEEP" and entry["seconds"] == 0.02 and entry["test"] == "t.py::test_waits"

@@ -24,7 +24,8 @@ RECORD = [
     _entry("POST", "/containers/create", {"name": "run-pg"},
            {"Image": "pg:9.6", "Env": ["A=1"], "Labels": {"io.saveexport.run": "r1"}, "Cmd": ["postgres"]},
            made="abc123def4567890"),
-    _entry("POST", "/containers/abc123def4567890/start"),
+    _entry("POST", "/containers/abc123def4567890/start", test="t.py::test_one"),
+    _entry("SLEEP", "", seconds=0.25, test="t.py::test_one"),
     _entry("GET", "/images/get", {"names": ["pg:9.6", "mongo:3.4"]}, file="/tmp/run/save.tar"),
     _entry("GET", "/containers/abc123def456/export", file="/tmp/run/export.tar"),
     _entry("POST", "/images/load", file="/tmp/run/save.tar"),
@@ -33,7 +34,7 @@ RECORD = [
     _entry("POST", "/build", {"t": "y:1", "labels": json.dumps({"io.saveexport.run": "r1"})},
            {"base64": base64.b64encode(b"not a real tar").decode()}),
     _entry("POST", "/images/create", {"fromSrc": "-", "repo": "tools", "tag": "1"}, file="/tmp/run/tools.tar"),
-    _entry("DELETE", "/containers/abc123def4567890", {"v": True, "force": True}),
+    _entry("DELETE", "/containers/abc123def4567890", {"v": True, "force": True}, test="t.py::test_two"),
     _entry("POST", "/volumes/prune"),
 ]
 
@@ -52,6 +53,7 @@ def test_a_record_becomes_the_same_calls_as_docker_commands(tmp_path):
     # a file the run made without the engine is read where the run left it
     assert "docker import /tmp/run/tools.tar tools:1" in text
     assert script.skipped == {"POST /volumes/prune": 1}
+    assert 'docker start "$id1" >/dev/null 2>&1 || true\nsleep 0.25\n' in text  # the suite's wait, as long
     assert script.lines[-1].startswith("docker images -q --filter label=io.saveexport.run=r1 | xargs -r docker rmi -f")
     path = tmp_path / "replay.sh"
     path.write_text(text + "\n")
@@ -66,3 +68,15 @@ def test_the_command_says_what_it_did_not_replay(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "not replayed: POST /volumes/prune ×1" in proc.stderr
     assert (tmp_path / "r.sh").stat().st_mode & 0o111
+
+
+def test_the_script_marks_where_each_test_starts_and_its_end(tmp_path):
+    path, times = tmp_path / "replay.sh", tmp_path / "times"
+    lines = [line for line in replay.replay(RECORD).lines if "docker" not in line and not line.startswith("sleep")]
+    path.write_text("\n".join(lines) + "\n")
+    ran = subprocess.run(["bash", str(path)], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "SAVEEXPORT_REPLAY_TIMES": str(times)})
+    assert ran.returncode == 0, ran.stderr
+    marks = [line.split(" ", 1) for line in times.read_text().splitlines()]
+    assert [test for _, test in marks] == ["t.py::test_one", "t.py::test_two", "(end)"]
+    assert all(float(at) > 1e9 for at, _ in marks)

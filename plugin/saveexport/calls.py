@@ -81,6 +81,15 @@ def note(**extra: Any):
         _NOTES.extra = before
 
 
+def pause(seconds: float) -> None:
+    """A deliberate wait of the suite's (a poll's interval, watching a container settle), recorded so the
+    replay waits as long at the same place: a script that skipped them would do less than the suite."""
+    time.sleep(seconds)
+    record = _RECORD
+    if record is not None:
+        record.write(dict(_entry("", "SLEEP", "", "", None, None, stream=False), seconds=seconds))
+
+
 @contextlib.contextmanager
 def timed(endpoint: str, method: str, path: str, params: dict[str, Any] | None):
     """A request made on a socket of the suite's own (an archive stream, streams.py), timed to its last byte."""

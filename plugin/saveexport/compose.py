@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import calls
 from .debian_mirror import Mirrors
 from .errors import UsageError
 from .isolation import RunScope
@@ -141,7 +142,7 @@ class AppClient:
         while not self.healthy():
             if time.monotonic() - started > timeout_s:
                 raise TimeoutError(f"the app at {self.base} did not answer within {timeout_s:.0f} s")
-            time.sleep(0.5)
+            calls.pause(0.5)
         return round(time.monotonic() - started, 3)
 
     def write(self, text: str) -> dict[str, Any]:

@@ -299,7 +299,7 @@ class Operations:
             deadline = time.monotonic() + settle_s
             state = self.api.inspect_container(cid)["State"]
             while state.get("Running") and time.monotonic() < deadline:
-                time.sleep(0.25)
+                calls.pause(0.25)
                 state = self.api.inspect_container(cid)["State"]
             running = bool(state.get("Running"))
             exit_code = None if running else state.get("ExitCode")
@@ -337,7 +337,7 @@ class Operations:
                 return Outcome("wait-ready", False, message=f"container exited with {state.get('ExitCode')}",
                                duration_s=round(time.monotonic() - started, 3),
                                result={"logs": self.logs(container)})
-            time.sleep(0.5)
+            calls.pause(0.5)
 
     def logs(self, container: str, tail: int = 20) -> list[str]:
         if self.engine.fault:
