@@ -36,17 +36,25 @@ CLAIMS = RUN_ROOT / "claims"
 MAX_SLOT = 55  # the address pool 10.(200+slot).0.0/16 must stay a valid address
 
 
+def try_claim(kind: str, value: str):
+    """The claim's lock, taken without waiting (fcntl.flock: it ends with the process that holds it,
+    however that process ends); None while a live process holds it."""
+    CLAIMS.mkdir(parents=True, exist_ok=True)
+    handle = open(CLAIMS / f"{kind}-{value}.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def _first_free(candidates: list[str], kind: str) -> tuple[list, str]:
-    """The first candidate no live process holds, claimed by an exclusive lock (fcntl.flock: it ends
-    with the process that holds it, however that process ends)."""
+    """The first candidate no live process holds, claimed."""
     for candidate in candidates:
-        handle = open(CLAIMS / f"{kind}-{candidate}.lock", "w")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        return [handle], candidate
+        handle = try_claim(kind, candidate)
+        if handle is not None:
+            return [handle], candidate
     raise EngineUnavailable(f"every private engine {kind} from {candidates[0]} on is in use by other runs on this "
                             f"machine; wait for them or stop them (scripts/engine status)")
 
@@ -68,7 +76,6 @@ class _Places:
     def _claim(self) -> None:
         if getattr(self, "_claims", None):
             return
-        CLAIMS.mkdir(parents=True, exist_ok=True)
         claims, self.name = _first_free([self.name] + [f"{self.name}-{n}" for n in range(2, 100)], "name")
         if self.slots:
             order = [self.index] + [i for i in range(self.index + 1, MAX_SLOT + 1)] + list(range(1, self.index))

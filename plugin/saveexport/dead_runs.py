@@ -9,7 +9,6 @@ the slot's own pool.
 
 from __future__ import annotations
 
-import fcntl
 import re
 import shlex
 import shutil
@@ -20,18 +19,6 @@ from . import daemons
 from .host_state import bridges_in, kill_namespaces_holding, kill_using, unmount_below
 
 LOCK = re.compile(r"^(name|slot)-(.+)\.lock$")
-
-
-def _held_by_us(kind: str, value: str):
-    """The claim's lock, taken without waiting; None while a live process holds it."""
-    daemons.CLAIMS.mkdir(parents=True, exist_ok=True)
-    handle = open(daemons.CLAIMS / f"{kind}-{value}.lock", "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
 
 
 def _remove_tree(path: Path) -> bool:
@@ -117,7 +104,7 @@ def sweep() -> list[str]:
     """Remove what dead runs left; returns one entry per thing removed (empty when nothing was left)."""
     removed: list[str] = []
     for name in sorted(_names()):
-        handle = _held_by_us("name", name)
+        handle = daemons.try_claim("name", name)
         if handle is None:
             continue  # a live run's
         try:
@@ -126,7 +113,7 @@ def sweep() -> list[str]:
             handle.close()
     rules = _forward_rules()
     for slot in sorted(_slots()):
-        handle = _held_by_us("slot", str(slot))
+        handle = daemons.try_claim("slot", str(slot))
         if handle is None:
             continue
         try:
