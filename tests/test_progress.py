@@ -266,3 +266,11 @@ def test_without_a_sink_nothing_is_written(capsys, monkeypatch):
         phase.update("nor this")
         progress.update("nor that")
     assert capsys.readouterr() == ("", "")
+
+
+def test_an_update_too_wide_for_the_terminal_keeps_where_the_phase_is():
+    line = "saveexport: streaming saveexport-cache-postgres:9.6 from unix:///var/run/docker.sock into " \
+           "unix:///run/saveexport/docker-26.1.5-overlay2/docker.sock: 212.0 MB streamed (41.3 MB/s)"
+    shown = progress_sinks.fit(line, 79)
+    assert len(shown) == 79 and shown.startswith("saveexport: streaming") and shown.endswith("212.0 MB streamed (41.3 MB/s)")
+    assert progress_sinks.fit("short", 79) == "short" and len(progress_sinks.fit(line, 20)) == 20

@@ -151,8 +151,8 @@ class Terminal:
                     reporter.write("\n")
                     column = 0
             # beside xdist's dots, if any: pytest still counts the line as theirs and goes on after them
-            text = (" " if column else "") + text
-            writer.write_raw(f"\r{_forward(column)}{text[:writer.fullwidth - column - 1]}\x1b[K", flush=True)
+            text = (" " if column else "") + fit(text, writer.fullwidth - column - 1)
+            writer.write_raw(f"\r{_forward(column)}{text}\x1b[K", flush=True)
             self.shown_at = column
 
     def _step_aside(self) -> None:
@@ -199,6 +199,15 @@ class Terminal:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+
+def fit(text: str, room: int) -> str:
+    """`text` in `room` columns, shortened in the middle: its start says what the phase is, its end where
+    it is (the update), and that end is what an in-place line is for."""
+    if len(text) <= room:
+        return text
+    head = min(30, max(room // 3, 0))
+    return text[:head] + "…" + text[len(text) - max(room - head - 1, 0):] if room > 1 else text[:room]
 
 
 def _forward(columns: int) -> str:
