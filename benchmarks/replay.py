@@ -157,6 +157,8 @@ def _line(script: Script, entry: dict) -> None:
         script.lines.append(f"echo {body['base64']} | base64 -d > {context}")
         labels = json.loads(params["labels"]) if isinstance(params.get("labels"), str) else params.get("labels") or {}
         argv = ["docker", "build", *(["-t", params["t"]] if params.get("t") else []),
+                # as the suite builds: a failed step's container goes too
+                *(["--force-rm"] if str(params.get("forcerm")).lower() in ("true", "1") else []),
                 *[word for key, value in labels.items() for word in ("--label", f"{key}={value}")]]
         script.emit(shlex.join(argv) + f" - < {context}")
     elif method == "POST" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "exec":
@@ -188,9 +190,11 @@ def replay(entries: list[dict]) -> Script:
         runs.update(v for k, v in {**labels, **((entry.get("body") or {}).get("Labels") or {})}.items()
                     if k == "io.saveexport.run")
     script.lines.append('printf "%s %s\\n" "$(date +%s.%N)" "(end)" >> "${SAVEEXPORT_REPLAY_TIMES:-/dev/null}"')
-    # what the replay's builds made under ids the record cannot know (an image the run removed by its own
-    # id): removed by the run's label, as the suite's cleanup does
+    # what the replay made under ids the record cannot know (an image the run removed by its own id, a
+    # build step's container): removed by the run's label, as the suite's cleanup does
     for run in sorted(runs):
+        script.lines.append(f"docker ps -a -q --filter label=io.saveexport.run={shlex.quote(run)} | "
+                            f"xargs -r docker rm -f -v >/dev/null 2>&1 || true")
         script.lines.append(f"docker images -q --filter label=io.saveexport.run={shlex.quote(run)} | "
                             f"xargs -r docker rmi -f >/dev/null 2>&1 || true")
     return script

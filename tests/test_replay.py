@@ -31,7 +31,7 @@ RECORD = [
     _entry("POST", "/images/load", file="/tmp/run/save.tar"),
     _entry("POST", "/images/create", {"fromSrc": "-", "repo": "x", "tag": "v1", "changes": ["CMD [\"sh\"]"]},
            file="/tmp/run/export.tar"),
-    _entry("POST", "/build", {"t": "y:1", "labels": json.dumps({"io.saveexport.run": "r1"})},
+    _entry("POST", "/build", {"t": "y:1", "labels": json.dumps({"io.saveexport.run": "r1"}), "forcerm": True},
            {"base64": base64.b64encode(b"not a real tar").decode()}),
     _entry("POST", "/images/create", {"fromSrc": "-", "repo": "tools", "tag": "1"}, file="/tmp/run/tools.tar"),
     _entry("DELETE", "/containers/abc123def4567890", {"v": True, "force": True}, test="t.py::test_two"),
@@ -49,11 +49,12 @@ def test_a_record_becomes_the_same_calls_as_docker_commands(tmp_path):
     assert 'docker save -o "$here/archive-1-save.tar" pg:9.6 mongo:3.4' in text
     assert 'docker load -i "$here/archive-1-save.tar"' in text
     assert "docker import --change 'CMD [\"sh\"]' \"$here/archive-2-export.tar\" x:v1" in text
-    assert "docker build -t y:1 --label io.saveexport.run=r1 - <" in text
+    assert "docker build -t y:1 --force-rm --label io.saveexport.run=r1 - <" in text
     # a file the run made without the engine is read where the run left it
     assert "docker import /tmp/run/tools.tar tools:1" in text
     assert script.skipped == {"POST /volumes/prune": 1}
     assert 'docker start "$id1" >/dev/null 2>&1 || true\nsleep 0.25\n' in text  # the suite's wait, as long
+    assert script.lines[-2].startswith("docker ps -a -q --filter label=io.saveexport.run=r1 | xargs -r docker rm -f -v")
     assert script.lines[-1].startswith("docker images -q --filter label=io.saveexport.run=r1 | xargs -r docker rmi -f")
     path = tmp_path / "replay.sh"
     path.write_text(text + "\n")
