@@ -58,11 +58,18 @@ class Script:
             variable = f"id{len(self.names) + 1}"
             self.names[entry["made"]] = variable
             self.lines.append(f"{variable}=$({command} 2>/dev/null)")
+            self.lines.append(f'echo "${variable}" >> "$here/made-objects"')
         else:
             self.emit(command)
 
     def emit(self, command: str) -> None:
         self.lines.append(f"{command} >/dev/null 2>&1 || true")
+
+    def emit_image(self, command: str, *, load: bool = False) -> None:
+        """An import or load: the id it prints is noted, for the cleanup (the record's ids are not the
+        replay's, and an imported image carries no label)."""
+        keep = " | sed -n 's/^Loaded image ID: //p'" if load else ""
+        self.lines.append(f'{command} 2>/dev/null{keep} >> "$here/made-images" || true')
 
     def skip(self, entry: dict) -> None:
         key = f"{entry['method']} {entry['path']}"
@@ -140,11 +147,11 @@ def _line(script: Script, entry: dict) -> None:
     elif method == "GET" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "export":
         script.emit(f"docker export -o {script.file(entry.get('file') or 'export.tar')} {script.ref(parts[1])}")
     elif method == "POST" and path == "/images/load":
-        script.emit(f"docker load -i {script.file(entry.get('file') or 'load.tar', written=False)}")
+        script.emit_image(f"docker load -i {script.file(entry.get('file') or 'load.tar', written=False)}", load=True)
     elif method == "POST" and path == "/images/create" and params.get("fromSrc") == "-":
         target = params.get("repo", "") + (":" + params["tag"] if params.get("tag") and params.get("repo") else "")
         message = ["--message", params["message"]] if params.get("message") else []
-        script.emit(shlex.join(["docker", "import", *_changes(params), *message]) + " "
+        script.emit_image(shlex.join(["docker", "import", *_changes(params), *message]) + " "
                     + script.file(entry.get("file") or "import.tar", written=False)
                     + (" " + shlex.quote(target) if target else ""))
     elif method == "POST" and path == "/commit":
@@ -191,12 +198,19 @@ def replay(entries: list[dict]) -> Script:
                     if k == "io.saveexport.run")
     script.lines.append('printf "%s %s\\n" "$(date +%s.%N)" "(end)" >> "${SAVEEXPORT_REPLAY_TIMES:-/dev/null}"')
     # what the replay made under ids the record cannot know (an image the run removed by its own id, a
-    # build step's container): removed by the run's label, as the suite's cleanup does
+    # build step's container, an import whose tag a later one took): removed by the ids the replay noted,
+    # by the run's label and by the run's names, as the suite's cleanup does
+    script.lines.append('[ -s "$here/made-objects" ] && xargs -r docker rm -f -v < "$here/made-objects" >/dev/null 2>&1')
     for run in sorted(runs):
         script.lines.append(f"docker ps -a -q --filter label=io.saveexport.run={shlex.quote(run)} | "
                             f"xargs -r docker rm -f -v >/dev/null 2>&1 || true")
+    script.lines.append('cat "$here"/made-* 2>/dev/null | xargs -r docker rmi -f >/dev/null 2>&1')
+    for run in sorted(runs):
         script.lines.append(f"docker images -q --filter label=io.saveexport.run={shlex.quote(run)} | "
                             f"xargs -r docker rmi -f >/dev/null 2>&1 || true")
+        script.lines.append(f"docker images -q --filter reference={shlex.quote(f'saveexport-{run}-*')} | "
+                            f"xargs -r docker rmi -f >/dev/null 2>&1 || true")
+    script.lines.append("true")
     return script
 
 

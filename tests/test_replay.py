@@ -54,8 +54,10 @@ def test_a_record_becomes_the_same_calls_as_docker_commands(tmp_path):
     assert "docker import /tmp/run/tools.tar tools:1" in text
     assert script.skipped == {"POST /volumes/prune": 1}
     assert 'docker start "$id1" >/dev/null 2>&1 || true\nsleep 0.25\n' in text  # the suite's wait, as long
-    assert script.lines[-2].startswith("docker ps -a -q --filter label=io.saveexport.run=r1 | xargs -r docker rm -f -v")
-    assert script.lines[-1].startswith("docker images -q --filter label=io.saveexport.run=r1 | xargs -r docker rmi -f")
+    cleanup = "\n".join(script.lines[script.lines.index(next(line for line in script.lines if "(end)" in line)):])
+    assert "docker ps -a -q --filter label=io.saveexport.run=r1 | xargs -r docker rm -f -v" in cleanup
+    assert "docker images -q --filter label=io.saveexport.run=r1 | xargs -r docker rmi -f" in cleanup
+    assert "docker images -q --filter reference='saveexport-r1-*' | xargs -r docker rmi -f" in cleanup
     path = tmp_path / "replay.sh"
     path.write_text(text + "\n")
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True).returncode == 0
@@ -81,3 +83,32 @@ def test_the_script_marks_where_each_test_starts_and_its_end(tmp_path):
     marks = [line.split(" ", 1) for line in times.read_text().splitlines()]
     assert [test for _, test in marks] == ["t.py::test_one", "t.py::test_two", "(end)"]
     assert all(float(at) > 1e9 for at, _ in marks)
+
+
+FAKE_DOCKER = """#!/bin/sh
+echo "$*" >> "$LOG"
+case "$1" in
+  create) echo c0ffee ;;
+  import) echo sha256:feed ;;
+  load) echo "Loaded image: x:v1"; echo "Loaded image ID: sha256:beef" ;;
+esac
+"""
+
+
+def test_the_cleanup_removes_what_the_replay_made_under_ids_the_record_cannot_know(tmp_path):
+    """An imported image has no label and the record's ids are not the replay's: the script notes the ids
+    its imports, loads and creates print and removes them at its end (seen: a replay left its untagged
+    imports on the engine)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "log"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    path = tmp_path / "replay.sh"
+    path.write_text("\n".join(line for line in replay.replay(RECORD).lines if not line.startswith("sleep")) + "\n")
+    ran = subprocess.run(["bash", str(path)], capture_output=True, text=True,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log)})
+    assert ran.returncode == 0, ran.stderr
+    calls = log.read_text().splitlines()
+    removed = {word for call in calls if call.startswith(("rmi -f", "rm -f -v")) for word in call.split()[2:]}
+    assert {"sha256:feed", "sha256:beef", "c0ffee"} <= removed, calls
+    assert not any(call.startswith("rmi") and "x:v1" in call for call in calls)  # a loaded name is not the run's
