@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import progress
 from .errors import EngineUnavailable
-from .host_state import (accept_within, bridges_in, in_netns, kill_namespaces_holding, kill_using, last_words,
+from .host_state import (accept_within, bridges_in, end, in_netns, kill_namespaces_holding, kill_using, last_words,
                          signal_group, unmount_below)
 from .own_containerd import OwnContainerd, find_binary
 
@@ -236,14 +236,7 @@ class PrivateDockerd(_Places):
     def _clean(self, keep_log: bool = False) -> None:
         pid = self._pid()
         if pid:
-            try:
-                os.kill(pid, signal.SIGTERM)
-                for _ in range(100):
-                    os.kill(pid, 0)
-                    time.sleep(0.1)
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            end(pid, self.process)
         if self.process is not None:
             try:
                 self.process.wait(timeout=10)

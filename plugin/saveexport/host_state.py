@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from .errors import EngineUnavailable
@@ -91,6 +92,34 @@ def last_words(lines: list[str]) -> str:
     last = (errors or lines or ["?"])[-1]
     said = re.search(r'\bmsg="((?:[^"\\]|\\.)*)"', last)  # logrus: time=… level=fatal msg="…"
     return (said.group(1) if said else last)[:300]
+
+
+def end(pid: int, process: subprocess.Popen | None = None, grace_s: float = 10.0) -> str:
+    """SIGTERM, then SIGKILL once the grace is over: "exited", "killed" or "gone" (not running).
+
+    A child of ours is reaped through its Popen: until then it is a zombie that signal 0 still finds,
+    so asking the pid alone waited out the whole grace after every dockerd had long exited."""
+    own = process is not None and process.pid == pid
+    try:
+        if own and process.poll() is not None:
+            return "gone"
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if own:
+                try:
+                    process.wait(timeout=0.1)
+                    return "exited"
+                except subprocess.TimeoutExpired:
+                    continue
+            os.kill(pid, 0)  # not ours: ProcessLookupError once it is gone
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return "exited"
+    if own:
+        process.wait(timeout=10)
+    return "killed"
 
 
 def signal_group(pid: int, signum: int) -> None:
