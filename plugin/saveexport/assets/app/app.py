@@ -4,6 +4,8 @@ Connection settings come from libpq's environment (PGHOST, PGUSER, PGPASSWORD, P
 """
 
 import json
+import signal
+import sys
 import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -80,7 +82,14 @@ class Handler(BaseHTTPRequestHandler):
         print(fmt % args, flush=True)
 
 
+def stop(signum, frame):
+    sys.exit(0)
+
+
 if __name__ == "__main__":
+    # As its container's PID 1 the app gets no default action for SIGTERM: without a handler every
+    # `compose down` waited out its timeout and then killed it.
+    signal.signal(signal.SIGTERM, stop)
     setup()
     print("listening on :8080", flush=True)
     ThreadingHTTPServer(("", 8080), Handler).serve_forever()
