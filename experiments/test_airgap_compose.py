@@ -164,7 +164,8 @@ def test_compose_app_moves_to_an_empty_engine_by_save_and_load(
         data_flows=on_target in notes, source_data_on_target=SOURCE_NOTE in notes, notes_on_target=notes)
     claim_evidence.verdict("C4", "confirmed" if sorted(loaded.result["loaded_names"]) == images else "refuted",
                            f"one `docker save` of the {len(images)} images compose needs "
-                           f"({archive.size:,} bytes), loaded into an empty engine, gave every image under its "
+                           f"({archive.size:,} bytes), loaded into an empty engine ({empty_engine.facts.label}), "
+                           f"gave every image under its "
                            f"name; compose up there answered and the app wrote to and read from postgres")
     claim_evidence.verdict("C4", "confirmed", "save/load carries images only: the data written on the source "
                            "stayed there (volumes travel separately)" if SOURCE_NOTE not in notes else

@@ -219,8 +219,9 @@ def _worker_number(config: pytest.Config) -> int:
 def empty_engine(pytestconfig: pytest.Config, container_engine: Engine, saveexport_settings: Settings):
     """A second engine, empty and without a registry, as an air-gapped host is.
 
-    A private dockerd of the engine's own build (for an engine the plugin did not start: the
-    dockerd on PATH), with the same image store; its data-root is deleted afterwards.
+    A private dockerd of the engine's own build (for Podman, or an engine the plugin did not start:
+    the dockerd on PATH, which the evidence and the C4 verdict name), with the same image store; its
+    data-root is deleted afterwards.
     """
     spec = container_engine.spec
     dockerd = spec.build.dockerd if spec.kind == "dockerd" else shutil.which("dockerd")
