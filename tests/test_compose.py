@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import time
 
 import pytest
 
@@ -70,31 +68,3 @@ def test_the_compose_file_labels_everything_and_never_pulls(tmp_path):
     remote = write_compose_file(tmp_path / "remote.yaml", db_image="a", app_image="b", scope=scope, bind="")
     assert json.loads(remote.read_text())["services"]["app"]["ports"] == ["8080"]
 
-
-def test_the_app_ends_on_sigterm_as_a_stop_asks(engine_ops, app_image):
-    """Its container's PID 1 gets no default action for SIGTERM: an app without a handler is killed once
-    `docker stop`'s (and `compose down`'s) timeout runs out, exit code 137."""
-    created = engine_ops.create(app_image.run_ref, "app-stop", environment={"PGHOST": "127.0.0.1"})
-    assert created.ok, created.message
-    cid = created.result["container_id"]
-    try:
-        assert engine_ops.start(cid).ok
-        _until_it_catches_sigterm(engine_ops.api, cid)
-        engine_ops.api.stop(cid, timeout=60)
-        state = engine_ops.api.inspect_container(cid)["State"]
-        assert (state["Status"], state["ExitCode"]) == ("exited", 0), state
-    finally:
-        engine_ops.remove(cid)
-
-
-def _until_it_catches_sigterm(api, cid: str, wait_s: float = 60) -> None:
-    """Until PID 1 has set its handler (SigCgt in /proc/1/status): a stop before that is ignored by any app."""
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        run = api.exec_create(cid, ["cat", "/proc/1/status"])
-        status = api.exec_start(run["Id"]).decode(errors="replace")
-        caught = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
-        if int(caught, 16) & (1 << (signal.SIGTERM - 1)):
-            return
-        time.sleep(0.2)
-    pytest.fail(f"the app's PID 1 set no SIGTERM handler within {wait_s:.0f} s", pytrace=False)
