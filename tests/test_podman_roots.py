@@ -5,6 +5,7 @@ SIGTERM of the run that started it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from saveexport import daemons, host_state, podman_roots
+from saveexport import daemons, dead_runs, host_state, podman_roots
 from saveexport.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +148,19 @@ def test_an_interrupted_run_leaves_no_process_or_mount_of_its_root(root, tmp_pat
     store = daemons.STATE_ROOT / socket.parent.name
     assert _ours(socket.parent, store)
     os.kill(proc.pid, signum)
-    output, _ = proc.communicate(timeout=120)
+    try:
+        output, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # say what the run was doing, and leave nothing for the next tests
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        output = "".join(lines) + proc.communicate()[0]
+        for left in _ours(socket.parent, store):  # the service and its conmon run in groups of their own
+            if left.startswith("pid "):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(left.split()[1].rstrip(":")), signal.SIGKILL)
+        swept = dead_runs.sweep()
+        pytest.fail(f"the run had not ended 120 s after {signal.Signals(signum).name}; the sweep removed "
+                    f"{swept or 'nothing'}; its output:\n{output[-4000:]}")
     assert proc.returncode != 0
     assert _ours(socket.parent, store) == [], output[-2000:]
     assert not store.exists() and not socket.parent.exists()
