@@ -159,6 +159,20 @@ def test_what_the_engine_kept_excludes_the_cache_and_what_was_there():
                                                  "sha256:e": ["docker.io/library/saveexport-cache-mongo:3.4-y", "other:1"]}
 
 
+def test_the_steps_a_cache_image_was_built_through_are_the_cache_s_not_kept_by_the_engine():
+    """Seen on a cold machine: the app's cache image, built during the run by the classic builder, kept
+    its steps as untagged parents, and the report listed them as images the engine kept."""
+    images = {"sha256:base": ("saveexport-cache-postgres:9.6-x",), "sha256:s1": (), "sha256:s2": (),
+              "sha256:app": ("saveexport-cache-app:1-y",), "sha256:mine": ("mine:1",), "sha256:s3": (),
+              "sha256:built-on-mine": ("saveexport-cache-other:1-z",), "sha256:orphan": ()}
+    parents = {"sha256:app": "sha256:s2", "sha256:s2": "sha256:s1", "sha256:s1": "sha256:base",
+               "sha256:built-on-mine": "sha256:s3", "sha256:s3": "sha256:mine"}
+    after = Snapshot(images=images, containers={}, volumes=frozenset(), networks=frozenset(), parents=parents)
+    before = Snapshot(images={}, containers={}, volumes=frozenset(), networks=frozenset())
+    # the walk stops at a tagged image that is not the cache's: it and what it was built from are reported
+    assert engine_kept_images(before, after) == {"sha256:mine": ["mine:1"], "sha256:orphan": []}
+
+
 def test_an_image_the_engine_kept_is_described_for_the_report(engine):
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:

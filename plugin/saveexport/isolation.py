@@ -37,15 +37,18 @@ class Snapshot:
     containers: dict[str, str]
     volumes: frozenset[str]
     networks: frozenset[str]
+    parents: dict[str, str] = field(default_factory=dict)  # image id -> its parent's (the classic builder's steps)
 
     @classmethod
     def take(cls, engine: Engine) -> Snapshot:
         api = engine.api
-        images = {i["Id"]: tuple(sorted(i.get("RepoTags") or ())) for i in api.images(all=True)}
+        listed = api.images(all=True)
+        images = {i["Id"]: tuple(sorted(i.get("RepoTags") or ())) for i in listed}
+        parents = {i["Id"]: i["ParentId"] for i in listed if i.get("ParentId")}
         containers = {c["Id"]: (c.get("Names") or ["?"])[0] for c in api.containers(all=True)}
         volumes = frozenset(v["Name"] for v in (api.volumes().get("Volumes") or []))
         networks = frozenset(n["Name"] for n in api.networks())
-        return cls(images, containers, volumes, networks)
+        return cls(images, containers, volumes, networks, parents)
 
     def changes_since(self, before: Snapshot) -> dict[str, Any]:
         """What differs from `before`; empty when the engine is as it was."""
@@ -81,15 +84,19 @@ def full_id(image_id: str) -> str:
 
 def engine_kept_images(before: Snapshot, after: Snapshot) -> dict[str, list[str]]:
     """Images that appeared during the run and survived its cleanup, other than the plugin's cache
-    (saveexport-cache-*, which seeds private engines): what the engine itself kept (id → tags)."""
-    kept = {}
-    for image_id, tags in after.images.items():
-        if image_id in before.images:
-            continue
-        if tags and all(short_tag(tag).startswith(CACHE_PREFIX) for tag in tags):
-            continue
-        kept[image_id] = list(tags)
-    return kept
+    (saveexport-cache-*, which seeds private engines) and the steps it was built through (a cold cache
+    builds it during the run, and the classic builder keeps each step as its parent until it is removed):
+    what the engine itself kept (id → tags)."""
+    cache = {image_id for image_id, tags in after.images.items()
+             if tags and all(short_tag(tag).startswith(CACHE_PREFIX) for tag in tags)}
+    steps = set()
+    for image_id in cache:
+        parent = after.parents.get(image_id)
+        while parent and parent not in steps and parent not in cache and not after.images.get(parent, ()):
+            steps.add(parent)
+            parent = after.parents.get(parent)
+    return {image_id: list(tags) for image_id, tags in after.images.items()
+            if image_id not in before.images and image_id not in cache and image_id not in steps}
 
 
 def describe_images(engine: Engine, image_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
