@@ -154,10 +154,8 @@ def test_an_interrupted_run_leaves_no_process_or_mount_of_its_root(root, tmp_pat
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         output = "".join(lines) + proc.communicate()[0]
-        for left in _ours(socket.parent, store):  # the service and its conmon run in groups of their own
-            if left.startswith("pid "):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(left.split()[1].rstrip(":")), signal.SIGKILL)
+        for path in (socket.parent, store):  # the service and its conmon run in groups of their own
+            host_state.kill_using(path)
         swept = dead_runs.sweep()
         pytest.fail(f"the run had not ended 120 s after {signal.Signals(signum).name}; the sweep removed "
                     f"{swept or 'nothing'}; its output:\n{output[-4000:]}")
