@@ -28,13 +28,25 @@ from saveexport.calls import read  # noqa: E402
 
 
 class Script:
-    def __init__(self) -> None:
+    def __init__(self, main: str = "") -> None:
         self.lines = ["#!/usr/bin/env bash", "# replayed from a saveexport call record: the same engine calls, as "
-                      "docker CLI commands", 'here=$(mktemp -d)', 'trap \'rm -rf "$here"\' EXIT', ""]
+                      "docker CLI commands", 'here=$(mktemp -d)', "running=''  # the stop functions of engines it started",
+                      'trap \'for stop in $running; do $stop; done; rm -rf "$here"\' EXIT', ""]
         self.names: dict[str, str] = {}  # an id the run got back -> its shell variable
         self.files: dict[str, str] = {}  # a file the run wrote or read -> the script's own
         self.skipped: dict[str, int] = {}
+        self.skipped_in: set[str] = set()  # the tests a call was not replayed of
         self.contexts = 0
+        self.main = main  # the engine plain `docker` speaks to; another one's calls get `-H`
+        self.host = ""  # the endpoint of the call being written, when it is not the main one
+        self.engines: dict[str, int] = {}  # a private engine's name -> its number in the script
+        self.test: str | None = None
+
+    def docker(self, command: str) -> str:
+        """A docker command aimed at the engine of the call being written."""
+        if self.host and command.startswith("docker "):
+            return f"docker -H {shlex.quote(self.host)} " + command[len("docker "):]
+        return command
 
     def ref(self, value: str) -> str:
         """A container/image/exec the run named: its variable when the run made it, else the name quoted."""
@@ -57,24 +69,111 @@ class Script:
         if entry.get("made"):
             variable = f"id{len(self.names) + 1}"
             self.names[entry["made"]] = variable
-            self.lines.append(f"{variable}=$({command} 2>/dev/null)")
+            self.lines.append(f"{variable}=$({self.docker(command)} 2>/dev/null)")
             self.lines.append(f'echo "${variable}" >> "$here/made-objects"')
         else:
             self.emit(command)
 
     def emit(self, command: str) -> None:
-        self.lines.append(f"{command} >/dev/null 2>&1 || true")
+        self.lines.append(f"{self.docker(command)} >/dev/null 2>&1 || true")
 
     def emit_image(self, command: str, *, load: bool = False) -> None:
         """An import or load: the id it prints is noted, for the cleanup (the record's ids are not the
         replay's, and an imported image carries no label)."""
         keep = " | sed -n 's/^Loaded image ID: //p'" if load else ""
-        self.lines.append(f'{command} 2>/dev/null{keep} >> "$here/made-images" || true')
+        self.lines.append(f'{self.docker(command)} 2>/dev/null{keep} >> "$here/made-images" || true')
 
     def skip(self, entry: dict) -> None:
         key = f"{entry['method']} {entry['path']}"
         self.skipped[key] = self.skipped.get(key, 0) + 1
+        self.skipped_in.add(self.test or "")
         self.lines.append(f"# not replayed: {key}")
+
+    def source(self, entry: dict, default: str) -> str:
+        """The file a load or import read: noted by the suite (calls.note), the file docker-py streamed, or
+        a small body the record kept whole, written out first."""
+        body = entry.get("body") if isinstance(entry.get("body"), dict) else {}
+        if not entry.get("file") and "base64" in body:
+            self.contexts += 1
+            upload = f'"$here/upload-{self.contexts}.tar"'
+            self.lines.append(f"echo {body['base64']} | base64 -d > {upload}")
+            return upload
+        return self.file(entry.get("file") or body.get("file") or default, written=False)
+
+    def start_engine(self, facts: dict) -> None:
+        """A private dockerd started as PrivateDockerd.start does (daemons.py): its directories, bridge and
+        FORWARD rules, configuration files, own containerd, the daemon, and a wait until it answers; with a
+        function that stops it as PrivateDockerd.stop does (also at the script's exit, if still up). Its
+        paths are the run's own: the run removed them when it stopped the engine."""
+        number = self.engines[facts["name"]] = len(self.engines) + 1
+        ns = ["nsenter", f"--net=/run/netns/{facts['netns']}", "--"] if facts.get("netns") else []
+        run = lambda argv: shlex.join([*ns, *argv])  # noqa: E731
+        bridge, comment = facts["bridge"], facts["rule_comment"]
+        rules = [["FORWARD", "-s", net, "-d", net, "-m", "comment", "--comment", comment, "-j", "ACCEPT"]
+                 for net in facts["nets"]]
+        containerd = facts.get("containerd")
+        env = shlex.join(["env", *[f"{k}={v}" for k, v in facts["dockerd"]["env"].items()]])
+        lines = [f"# a private engine, as the run started it: {facts['name']}",
+                 "mkdir -p " + shlex.join(facts["dirs"] + (containerd["dirs"] if containerd else [])),
+                 f"{run(['ip', 'link', 'del', bridge])} >/dev/null 2>&1",
+                 f"{run(['ip', 'link', 'add', bridge, 'type', 'bridge'])} && "
+                 f"{run(['ip', 'addr', 'add', facts['bridge_address'], 'dev', bridge])} && "
+                 f"{run(['ip', 'link', 'set', bridge, 'up'])}",
+                 *[f"command -v iptables >/dev/null && {{ {run(['iptables', '-w', '-C', *rule])} 2>/dev/null || "
+                   f"{run(['iptables', '-w', '-I', *rule])}; }}" for rule in rules]]
+        for path, text in facts["files"].items():
+            lines += [f"cat > {shlex.quote(path)} <<'SAVEEXPORT_EOF'", text.rstrip("\n"), "SAVEEXPORT_EOF"]
+        if containerd:
+            address = shlex.quote(containerd["address"])
+            lines += [f"rm -f {address}",
+                      f'{env} setsid {shlex.join(containerd["argv"])} >"$here/engine-{number}-containerd.log" 2>&1 '
+                      f"</dev/null & engine{number}_containerd=$!",
+                      f"for _ in $(seq 300); do [ -S {address} ] && break; sleep 0.1; done"]
+        endpoint = shlex.quote(facts["endpoint"])
+        lines += [f'{env} setsid {shlex.join(facts["dockerd"]["argv"])} >"$here/engine-{number}.log" 2>&1 '
+                  f"</dev/null & engine{number}=$!",
+                  f"running=\"$running stop_engine{number}\"",
+                  f"for _ in $(seq 200); do docker -H {endpoint} version >/dev/null 2>&1 && break; sleep 0.3; done",
+                  f"docker -H {endpoint} version >/dev/null 2>&1 || "
+                  f"echo \"replay: the private engine {facts['name']} did not answer (log: $here/engine-{number}.log)\" >&2"]
+        prefix = facts["nets"][1].split(".0.0/")[0].replace(".", "\\.") + "\\."
+        stop = [f"stop_engine{number}() {{",
+                f"  running=${{running/ stop_engine{number}/}}",
+                f"  kill -TERM \"$engine{number}\" 2>/dev/null; wait \"$engine{number}\" 2>/dev/null",
+                *([f"  kill -TERM \"$engine{number}_containerd\" 2>/dev/null; "
+                   f"wait \"$engine{number}_containerd\" 2>/dev/null"] if containerd else []),
+                # its shims (kill_using), the mounts left below its roots, its trees, bridges and rules
+                f"  pkill -KILL -f -- {shlex.quote(facts['dirs'][2] + '([/ :,=]|$)')} 2>/dev/null",
+                "  awk '{print $2}' /proc/mounts | grep -E "
+                + shlex.quote("^(" + "|".join(p.replace(".", "\\.") for p in facts["remove"][:2]) + ")/")
+                + " | sort -r | xargs -r -n1 umount -l 2>/dev/null",
+                "  rm -rf " + shlex.join(facts["remove"]),
+                f"  {run(['ip', 'link', 'del', bridge])} >/dev/null 2>&1",
+                f"  {run(['ip', '-4', '-o', 'addr', 'show'])} | awk '$4 ~ /^{prefix}/ && $2 ~ /^br-/ {{print $2}}' | "
+                f"sort -u | while read -r b; do {run(['ip', 'link', 'del'])} \"$b\"; done",
+                *[f"  while {run(['iptables', '-w', '-C', *rule])} 2>/dev/null; do "
+                  f"{run(['iptables', '-w', '-D', *rule])}; done" for rule in rules],
+                "  return 0",
+                "}"]
+        self.lines += stop + lines
+
+    def stop_engine(self, facts: dict) -> None:
+        number = self.engines.get(facts.get("name", ""))
+        if number is None:
+            self.lines.append(f"# not replayed: the stop of an engine the record did not start ({facts.get('name')})")
+            return
+        self.lines.append(f"stop_engine{number}")
+
+    def find(self, entry: dict, command: str) -> None:
+        """A listing: when it found one container the run then named by id, the replay finds it the same way."""
+        found = entry.get("found") or []
+        if len(found) == 1 and entry["path"] == "/containers/json" and found[0] not in self.names:
+            variable = f"id{len(self.names) + 1}"
+            self.names[found[0]] = variable
+            self.lines.append(f"{variable}=$({self.docker(command)} 2>/dev/null | head -n 1)")
+        else:
+            self.emit(command)
+
 
 
 def _create(body: dict, params: dict) -> str:
@@ -98,6 +197,24 @@ def _create(body: dict, params: dict) -> str:
     return shlex.join(argv)
 
 
+def _filters(params: dict) -> list[str]:
+    """A listing's filters as --filter words (docker-py sends them as one JSON string)."""
+    raw = params.get("filters")
+    try:
+        filters = json.loads(raw) if isinstance(raw, str) else raw or {}
+    except ValueError:
+        return []
+    words = []
+    for key, values in filters.items():
+        for value in values if isinstance(values, list) else list(values) if isinstance(values, dict) else [values]:
+            words += ["--filter", f"{key}={value}"]
+    return words
+
+
+def _all(params: dict) -> list[str]:
+    return ["-a"] if str(params.get("all")).lower() in ("true", "1") else []
+
+
 def _changes(params: dict) -> list[str]:
     changes = params.get("changes") or []
     return [word for change in ([changes] if isinstance(changes, str) else changes) for word in ("--change", change)]
@@ -109,6 +226,12 @@ def _line(script: Script, entry: dict) -> None:
     body = entry.get("body") or {}
     if method == "SLEEP":
         script.lines.append(f"sleep {float(entry.get('seconds') or 0):g}")
+    elif method == "CLI":
+        script.lines.append(f"{entry['command']} >/dev/null 2>&1 || true")
+    elif method == "ENGINE" and path == "start":
+        script.start_engine(entry["engine"])
+    elif method == "ENGINE" and path == "stop":
+        script.stop_engine(entry["engine"])
     elif path in ("/_ping", "/version"):
         script.emit("docker version")
     elif path == "/info":
@@ -116,9 +239,9 @@ def _line(script: Script, entry: dict) -> None:
     elif path == "/system/df":
         script.emit("docker system df")
     elif path == "/images/json":
-        script.emit("docker images -a -q")
+        script.find(entry, shlex.join(["docker", "images", "-q", "--no-trunc", *_all(params), *_filters(params)]))
     elif path == "/containers/json":
-        script.emit("docker ps -a -q")
+        script.find(entry, shlex.join(["docker", "ps", "-q", "--no-trunc", *_all(params), *_filters(params)]))
     elif path == "/networks":
         script.emit("docker network ls -q")
     elif path == "/volumes":
@@ -147,13 +270,26 @@ def _line(script: Script, entry: dict) -> None:
     elif method == "GET" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "export":
         script.emit(f"docker export -o {script.file(entry.get('file') or 'export.tar')} {script.ref(parts[1])}")
     elif method == "POST" and path == "/images/load":
-        script.emit_image(f"docker load -i {script.file(entry.get('file') or 'load.tar', written=False)}", load=True)
+        script.emit_image(f"docker load -i {script.source(entry, 'load.tar')}", load=True)
     elif method == "POST" and path == "/images/create" and params.get("fromSrc") == "-":
         target = params.get("repo", "") + (":" + params["tag"] if params.get("tag") and params.get("repo") else "")
         message = ["--message", params["message"]] if params.get("message") else []
         script.emit_image(shlex.join(["docker", "import", *_changes(params), *message]) + " "
-                    + script.file(entry.get("file") or "import.tar", written=False)
+                    + script.source(entry, "import.tar")
                     + (" " + shlex.quote(target) if target else ""))
+    elif method == "POST" and path == "/images/create" and params.get("fromImage"):
+        tag = params.get("tag")
+        script.emit(f"docker pull {shlex.quote(params['fromImage'] + (':' + tag if tag else ''))}")
+    elif method == "GET" and len(parts) >= 3 and parts[0] == "images" and parts[-1] == "history":
+        script.emit(f"docker history -q --no-trunc {script.ref('/'.join(parts[1:-1]))}")
+    elif method == "GET" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "changes":
+        script.emit(f"docker diff {script.ref(parts[1])}")
+    elif method == "PUT" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "archive" \
+            and "base64" in body:
+        script.contexts += 1
+        upload = f'"$here/upload-{script.contexts}.tar"'
+        script.lines.append(f"echo {body['base64']} | base64 -d > {upload}")
+        script.emit(f"docker cp - {script.ref(parts[1])}:{shlex.quote(params.get('path', '/'))} < {upload}")
     elif method == "POST" and path == "/commit":
         target = params.get("repo", "") + (":" + params["tag"] if params.get("tag") and params.get("repo") else "")
         script.made(entry, shlex.join(["docker", "commit", *_changes(params)]) + " "
@@ -182,15 +318,29 @@ def _line(script: Script, entry: dict) -> None:
         script.skip(entry)
 
 
+def main_endpoint(entries: list[dict]) -> str:
+    """The engine most calls went to, of those the record did not start: the one the script's plain
+    `docker` speaks to (one it started has a socket of its own)."""
+    started = {entry.get("endpoint") for entry in entries if entry["method"] == "ENGINE"}
+    counted: dict[str, int] = {}
+    for entry in entries:
+        if entry.get("endpoint") and entry["method"] not in ("ENGINE", "SLEEP", "CLI") \
+                and entry["endpoint"] not in started:
+            counted[entry["endpoint"]] = counted.get(entry["endpoint"], 0) + 1
+    return max(counted, key=counted.get, default="")
+
+
 def replay(entries: list[dict]) -> Script:
-    script = Script()
+    script = Script(main_endpoint(entries))
     runs = set()
     test = None
     for entry in entries:
         if entry.get("test") and entry["test"] != test:
-            test = entry["test"]
+            test = script.test = entry["test"]
             script.lines.append(f'printf "%s %s\\n" "$(date +%s.%N)" {shlex.quote(test)} '
                                 f'>> "${{SAVEEXPORT_REPLAY_TIMES:-/dev/null}}"')
+        endpoint = entry.get("endpoint") or ""
+        script.host = endpoint if endpoint and endpoint != script.main and entry["method"] not in ("ENGINE",) else ""
         _line(script, entry)
         labels = (entry.get("params") or {}).get("labels")
         labels = json.loads(labels) if isinstance(labels, str) else labels or {}

@@ -7,7 +7,9 @@ Not a test: it prints figures (and writes them as JSON) for a person to judge.
 One engine, the machine's own (`default`: a private engine would be gone when the script runs). Round 1
 runs the suite with `--saveexport-record-calls`, turns the record into a script (replay.py) and runs the
 script; later rounds run the script first, then the suite unrecorded, so neither side always goes first
-on a noisy machine. The suite keeps its files (`--basetemp`) until the script has read them. Per test,
+on a noisy machine. A second engine the suite starts (the air-gap's empty one) the script starts and
+stops where the suite did, with the same argv and files, and compose's commands run as the suite ran
+them. The suite keeps its files (`--basetemp`) until the script has read them. Per test,
 the record splits the suite's time into engine calls by kind and the rest (waits in Python, hashing,
 the fewest-`--change` search, reading archives). Run it from the repository root after any earlier run
 (the subject images cached), with `docker` on PATH speaking to the machine's engine.
@@ -89,7 +91,9 @@ def run_script(script: Path, times: Path) -> dict:
     for (at, test), (after, _) in zip(marks, marks[1:]):
         per_test[test] += float(after) - float(at)
     return {"seconds": seconds, "exit_status": proc.returncode,
-            "per_test_s": {test: round(value, 2) for test, value in per_test.items()}}
+            "per_test_s": {test: round(value, 2) for test, value in per_test.items()},
+            # what the script itself says went wrong (a private engine that did not answer)
+            "complaints": [line for line in proc.stderr.splitlines() if line.startswith("replay:")]}
 
 
 def junit_times(junit: Path) -> dict[str, float]:
@@ -103,21 +107,29 @@ def junit_times(junit: Path) -> dict[str, float]:
 
 
 WAIT = "deliberate wait"  # the suite's own sleeps (calls.pause): the script sleeps as long
+ENGINE = "private engine start/stop"  # a second engine's life (the air-gap's empty one): the script's too
+CLI = "compose (its own calls)"  # what compose asks of an engine never passes the suite's clients
 
 
-def breakdown(entries: list[dict], suite_times: list[dict[str, float]], script_runs: list[dict]) -> dict:
+def breakdown(entries: list[dict], suite_times: list[dict[str, float]], script_runs: list[dict],
+              skipped_in: set[str] = frozenset()) -> dict:
     """Per test: its wall time in the suite and in the script (medians over the rounds), the suite's engine
-    calls by kind, its deliberate waits, and the rest (Python: hashing, reading archives, the search's
-    logic; and what the record cannot see: compose's own engine calls, a second engine's start)."""
+    calls by kind (with compose's commands and the private engines' starts and stops), its deliberate
+    waits, and the rest (Python: hashing, reading archives, the search's logic). A test is whole in the
+    script when every call it made was replayed on the engine it went to (`skipped_in`: tests a call of
+    which the replay could not write)."""
     per_test: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     endpoints: dict[str, set[str]] = defaultdict(set)
+    started = {entry["endpoint"] for entry in entries if entry["method"] == "ENGINE" and entry.get("path") == "start"}
     for entry in entries:
         test = entry.get("test") or "(before the first test)"
-        kind = WAIT if entry["method"] == "SLEEP" else kind_of(entry["method"], entry["path"], entry.get("params") or {})
+        method = entry["method"]
+        kind = {"SLEEP": WAIT, "ENGINE": ENGINE, "CLI": CLI}.get(method) or \
+            kind_of(method, entry["path"], entry.get("params") or {})
         per_test[test][kind] += entry.get("seconds", 0)
-        if entry.get("endpoint"):
+        if entry.get("endpoint") and method != "ENGINE":
             endpoints[test].add(entry["endpoint"])
-    main = max(((e, n) for e, n in _count(entries).items()), key=lambda en: en[1], default=("", 0))[0]
+    main = replay.main_endpoint(entries)
     rows = []
     for test, kinds in per_test.items():
         seconds = statistics.median([t.get(test, 0.0) for t in suite_times] or [0.0])
@@ -128,9 +140,8 @@ def breakdown(entries: list[dict], suite_times: list[dict[str, float]], script_r
                      "ratio": round(seconds / script_s, 2) if script_s >= 0.5 else None,
                      "engine_calls_s": round(engine, 1), "waits_s": round(waits, 1),
                      "rest_s": round(max(seconds - engine - waits, 0.0), 1),
-                     # a second engine (the air-gap's empty one) is gone when the script runs: its calls go
-                     # to the first, and its start, like compose's own calls, is in the suite's rest only
-                     "whole_in_script": endpoints[test] <= {main},
+                     # an engine neither the machine's nor one the record started is not in the script
+                     "whole_in_script": endpoints[test] <= {main} | started and test not in skipped_in,
                      "by_kind_s": {k: round(v, 1) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]) if v >= 0.05}})
     rows.sort(key=lambda row: -row["seconds"])
     totals: dict[str, float] = defaultdict(float)
@@ -144,14 +155,6 @@ def breakdown(entries: list[dict], suite_times: list[dict[str, float]], script_r
             "whole_in_script": {"tests": len(whole), "suite_s": round(suite_whole, 1),
                                 "script_s": round(script_whole, 1),
                                 "ratio": round(suite_whole / script_whole, 2) if script_whole else None}}
-
-
-def _count(entries: list[dict]) -> dict[str, int]:
-    counted: dict[str, int] = defaultdict(int)
-    for entry in entries:
-        if entry.get("endpoint"):
-            counted[entry["endpoint"]] += 1
-    return counted
 
 
 def engine_facts() -> dict:
@@ -194,10 +197,10 @@ def main() -> int:
             suite_runs.append(dict(run_suite(args.tests, tmp_path / f"round-{number}" / "basetemp", None, junit),
                                    recorded=False))
             suite_times.append(junit_times(junit))
-        details = breakdown(entries, suite_times, script_runs)
+        details = breakdown(entries, suite_times, script_runs, made.skipped_in)
     suite_s = statistics.median(r["seconds"] for r in suite_runs)
     script_s = statistics.median(r["seconds"] for r in script_runs)
-    result = {"benchmark": "saveexport suite vs its replayed engine calls", "version": 2, "machine": machine(),
+    result = {"benchmark": "saveexport suite vs its replayed engine calls", "version": 3, "machine": machine(),
               "engine": engine_facts(), "selection": args.tests, "engine_calls": len(entries),
               "not_replayed": made.skipped, "suite": suite_runs, "script": script_runs,
               "median_suite_s": suite_s, "median_script_s": script_s,
@@ -213,6 +216,8 @@ def main() -> int:
         print(f"{row['seconds']:7.1f}  {row['script_s']:7.1f}  {row['ratio'] or '':>5}  {row['engine_calls_s']:6.1f}  "
               f"{row['waits_s']:6.1f}  {row['rest_s']:6.1f}  {row['test']}" + ("" if row["whole_in_script"] else
                                                                               "  (not whole in the script)"))
+    for complaint in sorted({c for run in script_runs for c in run.get("complaints", [])}):
+        print(complaint)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0 if all(r["exit_status"] == 0 for r in suite_runs) else 1

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from pytest_docker.plugin import DockerComposeExecutor, get_docker_services
 
+from saveexport import calls
 from saveexport.archives import Archive
 from saveexport.compose import APP_PORT, AppClient, write_compose_file
 from saveexport.imageconfig import lost_fields, restoring_changes, run_config
@@ -79,8 +80,9 @@ def source_app(docker_services, container_engine) -> AppClient:
 
 def _compose_images(compose, endpoint: str, compose_file: str) -> list[str]:
     """`docker compose config --images`: what a user would save, read from the compose file itself."""
-    proc = subprocess.run([*compose.argv_for(endpoint), "-f", compose_file, "config", "--images"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    argv = [*compose.argv_for(endpoint), "-f", compose_file, "config", "--images"]
+    with calls.cli(argv):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     return sorted(set(proc.stdout.split()))
 
 

@@ -25,6 +25,8 @@ class _Engine(JsonHandler):
             self.wfile.write(b"OK")
         elif self.path.endswith("/version"):
             self._json(200, {"Version": "99.0.0", "ApiVersion": "1.44", "MinAPIVersion": "1.24"})
+        elif "/containers/json" in self.path:
+            self._json(200, [{"Id": "f00d" * 16, "Names": ["/db-1"]}])
         elif "/containers/nope/json" in self.path:
             self._json(404, {"message": "No such container: nope"})
         else:
@@ -137,3 +139,41 @@ def test_a_deliberate_wait_is_recorded_with_its_length_and_test(tmp_path, monkey
         calls.stop()
     [entry] = calls.read([tmp_path / "calls-main.jsonl"])
     assert entry["method"] == "SLEEP" and entry["seconds"] == 0.02 and entry["test"] == "t.py::test_waits"
+
+
+def test_a_listing_keeps_the_ids_it_found(fake_engine, tmp_path):
+    """A test that finds compose's container by its labels and exports it names an id the replay must find
+    the same way."""
+    calls.start(tmp_path, "main")
+    try:
+        engine = Engine.connect(fake_engine)
+        engine.api.containers(all=True, filters={"label": ["com.docker.compose.project=p"]})
+        engine.api.images()
+        engine.close()
+    finally:
+        calls.stop()
+    listed = {e["path"]: e for e in calls.read([tmp_path / "calls-main.jsonl"])}
+    assert listed["/containers/json"]["found"] == ["f00d" * 16]
+    assert "found" not in listed["/images/json"]  # an empty listing found nothing
+
+
+def test_compose_commands_through_pytest_docker_are_recorded_while_recording(tmp_path, monkeypatch):
+    import pytest_docker.plugin as pytest_docker
+
+    original = pytest_docker.execute
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "t.py::test_compose (setup)")
+    calls.start(tmp_path, "main")
+    try:
+        assert pytest_docker.execute("echo up") == b"up\n"  # it still runs, as pytest-docker ran it
+        with pytest.raises(Exception):
+            pytest_docker.execute("exit 3")
+        with calls.cli(["docker", "compose", "-f", "a file.yaml", "config"]):
+            pass
+    finally:
+        calls.stop()
+    assert pytest_docker.execute is original  # nothing of the recording stays in pytest-docker
+    entries = calls.read([tmp_path / "calls-main.jsonl"])
+    assert [(e["method"], e["command"]) for e in entries] == [
+        ("CLI", "echo up"), ("CLI", "exit 3"), ("CLI", "docker compose -f 'a file.yaml' config")]
+    assert entries[1]["error"] == "Exception" and "error" not in entries[0]
+    assert all(e["test"] == "t.py::test_compose" and e["seconds"] >= 0 for e in entries)

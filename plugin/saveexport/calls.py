@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -46,14 +47,72 @@ def start(directory: Path, worker: str = "main") -> Recorder:
     global _RECORD
     stop()
     _RECORD = Recorder(directory, worker)
+    _watch_pytest_docker(True)
     return _RECORD
 
 
 def stop() -> None:
     global _RECORD
+    _watch_pytest_docker(False)
     if _RECORD is not None:
         _RECORD.close()
         _RECORD = None
+
+
+def recording() -> bool:
+    return _RECORD is not None
+
+
+def _watch_pytest_docker(on: bool) -> None:
+    """pytest-docker runs every compose command through its module's `execute` (a shell string): while
+    recording, each is recorded too, as the replay must run the same compose commands."""
+    try:
+        import pytest_docker.plugin as pytest_docker
+    except ImportError:
+        return
+    original = getattr(pytest_docker.execute, "_saveexport_original", None)
+    if not on:
+        if original is not None:
+            pytest_docker.execute = original
+        return
+    if original is not None:
+        return
+    wrapped = pytest_docker.execute
+
+    def execute(command, *args, **kwargs):
+        with cli(command):
+            return wrapped(command, *args, **kwargs)
+
+    execute._saveexport_original = wrapped
+    pytest_docker.execute = execute
+
+
+@contextlib.contextmanager
+def cli(command: str | list[str]):
+    """A command the suite runs itself that talks to an engine (compose), recorded as the shell command it
+    is, timed to its end: compose's own requests never pass through the suite's clients."""
+    record = _RECORD
+    if record is None:
+        yield
+        return
+    text = command if isinstance(command, str) else shlex.join(command)
+    entry = _entry("", "CLI", "", "", None, None, stream=False)
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException as exc:
+        record.write(dict(entry, command=text, seconds=round(time.monotonic() - started, 4), error=type(exc).__name__))
+        raise
+    record.write(dict(entry, command=text, seconds=round(time.monotonic() - started, 4)))
+
+
+def engine(action: str, facts: dict[str, Any], seconds: float) -> None:
+    """A private engine the suite started or stopped ("start", "stop"), with what the replay needs to do
+    the same (its processes' argv, configuration files, bridge, rules): the replay starts it too."""
+    record = _RECORD
+    if record is not None:
+        record.write(dict(_entry(facts.get("endpoint", ""), "ENGINE", action, "", None, None, stream=False),
+                          engine=facts, seconds=round(seconds, 4)))
 
 
 def path_of(url: str) -> tuple[str, str]:
@@ -166,8 +225,9 @@ def wrap(api, endpoint: str) -> None:
         # a streamed answer (save, export, logs, a load's progress) is timed to its headers; the operation's
         # own outcome in the evidence times its whole body
         made = _made_id(response) if not entry["stream"] else None  # what later requests name it by
+        found = _found_ids(method, path, response) if not entry["stream"] else None
         record.write(dict(entry, seconds=round(time.monotonic() - started, 4), status=response.status_code,
-                          **({"made": made} if made else {})))
+                          **({"made": made} if made else {}), **({"found": found} if found else {})))
         return response
 
     api.request = request
@@ -185,6 +245,23 @@ def _made_id(response) -> str | None:
     except ValueError:
         return None
     return answer.get("Id") if isinstance(answer, dict) and isinstance(answer.get("Id"), str) else None
+
+
+LISTS = ("/containers/json", "/images/json")
+
+
+def _found_ids(method: str, path: str, response) -> list[str] | None:
+    """The ids a listing answered with: a test that finds a container by its labels (compose's) and then
+    exports it names an id the replay must find the same way."""
+    if method != "GET" or path not in LISTS or response.status_code != 200:
+        return None
+    try:
+        answer = response.json()
+    except ValueError:
+        return None
+    if not isinstance(answer, list) or len(answer) > 50:
+        return None
+    return [item["Id"] for item in answer if isinstance(item, dict) and isinstance(item.get("Id"), str)] or None
 
 
 def read(paths: list[Path]) -> list[dict[str, Any]]:

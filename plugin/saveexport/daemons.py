@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import progress
+from . import calls, progress
 from .errors import EngineUnavailable
 from .host_state import (accept_within, bridges_in, end, in_netns, kill_namespaces_holding, kill_using, last_words,
                          signal_group, unmount_below)
@@ -145,11 +145,32 @@ class PrivateDockerd(_Places):
             raise EngineUnavailable(f"starting a private dockerd ({self.name}) needs root")
         self._claim()
         with progress.phase(f"starting {self.name} (a private dockerd)"):
+            began = time.monotonic()
             try:
-                return self._start(wait_s)
+                endpoint = self._start(wait_s)
             except BaseException:  # a failed start, or Ctrl-C during it: nothing of it stays
                 self.stop(keep_log=True)
                 raise
+            if calls.recording():
+                calls.engine("start", self.replay_facts(), time.monotonic() - began)
+            return endpoint
+
+    def replay_facts(self) -> dict:
+        """What a shell script needs to start and stop this engine as `start` and `stop` do (the call
+        record's benchmark replays it: benchmarks/replay.py)."""
+        argv, env = self._launch
+        own = self.containerd
+        return {"name": self.name, "endpoint": self.endpoint, "socket": str(self.socket), "netns": self.netns,
+                "dirs": [str(self.run_dir), str(self.data_root / "data"), str(self.exec_root)],
+                "bridge": self.bridge, "bridge_address": self.subnet.replace(".0.0/16", ".0.1/16"),
+                "nets": [self.subnet, self.pool], "rule_comment": f"saveexport {self.name}",
+                "files": {str(self.data_root / "daemon.json"): (self.data_root / "daemon.json").read_text(),
+                          **({str(own.config_file): own.config_file.read_text()} if own else {})},
+                "containerd": ({"argv": self._ns([own.binary, "--config", str(own.config_file)]),
+                                "address": str(own.address), "dirs": [str(own.root), str(own.state)]} if own else None),
+                "dockerd": {"argv": argv, "env": {key: env[key] for key in ("PATH", "DOCKER_MIN_API_VERSION")
+                                                  if key in env}},
+                "remove": [str(self.data_root), str(self.exec_root), str(self.run_dir)]}
 
     def _start(self, wait_s: float) -> str:
         self._clean()  # what a dead run left under this name and slot
@@ -230,8 +251,11 @@ class PrivateDockerd(_Places):
         raise EngineUnavailable(f"private dockerd {self.name} did not answer within {wait_s:.0f}s; log: {self.log}")
 
     def stop(self, keep_log: bool = False) -> None:
+        began, running = time.monotonic(), self.process is not None and self.process.poll() is None
         self._clean(keep_log)
         self._release()
+        if running:
+            calls.engine("stop", {"name": self.name, "endpoint": self.endpoint}, time.monotonic() - began)
 
     def _clean(self, keep_log: bool = False) -> None:
         pid = self._pid()
