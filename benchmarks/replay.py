@@ -89,15 +89,19 @@ class Script:
         self.skipped_in.add(self.test or "")
         self.lines.append(f"# not replayed: {key}")
 
+    def unpack(self, data: str, stem: str) -> str:
+        """A body the record kept whole (base64), written to a file of the script's own: its shell word."""
+        self.contexts += 1
+        path = f'"$here/{stem}-{self.contexts}.tar"'
+        self.lines.append(f"echo {data} | base64 -d > {path}")
+        return path
+
     def source(self, entry: dict, default: str) -> str:
         """The file a load or import read: noted by the suite (calls.note), the file docker-py streamed, or
         a small body the record kept whole, written out first."""
         body = entry.get("body") if isinstance(entry.get("body"), dict) else {}
         if not entry.get("file") and "base64" in body:
-            self.contexts += 1
-            upload = f'"$here/upload-{self.contexts}.tar"'
-            self.lines.append(f"echo {body['base64']} | base64 -d > {upload}")
-            return upload
+            return self.unpack(body["base64"], "upload")
         return self.file(entry.get("file") or body.get("file") or default, written=False)
 
     def start_engine(self, facts: dict) -> None:
@@ -173,7 +177,6 @@ class Script:
             self.lines.append(f"{variable}=$({self.docker(command)} 2>/dev/null | head -n 1)")
         else:
             self.emit(command)
-
 
 
 def _create(body: dict, params: dict) -> str:
@@ -286,18 +289,14 @@ def _line(script: Script, entry: dict) -> None:
         script.emit(f"docker diff {script.ref(parts[1])}")
     elif method == "PUT" and len(parts) == 3 and parts[0] == "containers" and parts[2] == "archive" \
             and "base64" in body:
-        script.contexts += 1
-        upload = f'"$here/upload-{script.contexts}.tar"'
-        script.lines.append(f"echo {body['base64']} | base64 -d > {upload}")
+        upload = script.unpack(body["base64"], "upload")
         script.emit(f"docker cp - {script.ref(parts[1])}:{shlex.quote(params.get('path', '/'))} < {upload}")
     elif method == "POST" and path == "/commit":
         target = params.get("repo", "") + (":" + params["tag"] if params.get("tag") and params.get("repo") else "")
         script.made(entry, shlex.join(["docker", "commit", *_changes(params)]) + " "
                     + script.ref(params.get("container", "?")) + (" " + shlex.quote(target) if target else ""))
     elif method == "POST" and path == "/build" and "base64" in body:
-        script.contexts += 1
-        context = f'"$here/context-{script.contexts}.tar"'
-        script.lines.append(f"echo {body['base64']} | base64 -d > {context}")
+        context = script.unpack(body["base64"], "context")
         labels = json.loads(params["labels"]) if isinstance(params.get("labels"), str) else params.get("labels") or {}
         argv = ["docker", "build", *(["-t", params["t"]] if params.get("t") else []),
                 # as the suite builds: a failed step's container goes too
@@ -318,10 +317,15 @@ def _line(script: Script, entry: dict) -> None:
         script.skip(entry)
 
 
+def started_endpoints(entries: list[dict]) -> set[str]:
+    """The engines the record started (and the script starts too)."""
+    return {entry.get("endpoint", "") for entry in entries if entry["method"] == "ENGINE" and entry["path"] == "start"}
+
+
 def main_endpoint(entries: list[dict]) -> str:
     """The engine most calls went to, of those the record did not start: the one the script's plain
     `docker` speaks to (one it started has a socket of its own)."""
-    started = {entry.get("endpoint") for entry in entries if entry["method"] == "ENGINE"}
+    started = started_endpoints(entries)
     counted: dict[str, int] = {}
     for entry in entries:
         if entry.get("endpoint") and entry["method"] not in ("ENGINE", "SLEEP", "CLI") \

@@ -120,7 +120,7 @@ def breakdown(entries: list[dict], suite_times: list[dict[str, float]], script_r
     which the replay could not write)."""
     per_test: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     endpoints: dict[str, set[str]] = defaultdict(set)
-    started = {entry["endpoint"] for entry in entries if entry["method"] == "ENGINE" and entry.get("path") == "start"}
+    started = replay.started_endpoints(entries)
     for entry in entries:
         test = entry.get("test") or "(before the first test)"
         method = entry["method"]

@@ -162,11 +162,11 @@ class PrivateDockerd(_Places):
         own = self.containerd
         return {"name": self.name, "endpoint": self.endpoint, "socket": str(self.socket), "netns": self.netns,
                 "dirs": [str(self.run_dir), str(self.data_root / "data"), str(self.exec_root)],
-                "bridge": self.bridge, "bridge_address": self.subnet.replace(".0.0/16", ".0.1/16"),
+                "bridge": self.bridge, "bridge_address": self.bridge_address,
                 "nets": [self.subnet, self.pool], "rule_comment": f"saveexport {self.name}",
                 "files": {str(self.data_root / "daemon.json"): (self.data_root / "daemon.json").read_text(),
                           **({str(own.config_file): own.config_file.read_text()} if own else {})},
-                "containerd": ({"argv": self._ns([own.binary, "--config", str(own.config_file)]),
+                "containerd": ({"argv": own.argv,
                                 "address": str(own.address), "dirs": [str(own.root), str(own.state)]} if own else None),
                 "dockerd": {"argv": argv, "env": {key: env[key] for key in ("PATH", "DOCKER_MIN_API_VERSION")
                                                   if key in env}},
@@ -295,6 +295,10 @@ class PrivateDockerd(_Places):
         return f"172.{40 + self.index}.0.0/16"
 
     @property
+    def bridge_address(self) -> str:
+        return self.subnet.replace(".0.0/16", ".0.1/16")
+
+    @property
     def pool(self) -> str:
         return f"10.{200 + self.index}.0.0/16"
 
@@ -305,7 +309,7 @@ class PrivateDockerd(_Places):
     def _bridge_up(self) -> None:
         subprocess.run(self._ns(["ip", "link", "del", self.bridge]), capture_output=True, check=False)
         for argv in (["ip", "link", "add", self.bridge, "type", "bridge"],
-                     ["ip", "addr", "add", self.subnet.replace(".0.0/16", ".0.1/16"), "dev", self.bridge],
+                     ["ip", "addr", "add", self.bridge_address, "dev", self.bridge],
                      ["ip", "link", "set", self.bridge, "up"]):
             proc = subprocess.run(self._ns(argv), capture_output=True, text=True, check=False)
             if proc.returncode != 0:

@@ -79,6 +79,7 @@ class OwnContainerd:
     state: Path  # <exec-root>/containerd: sockets, shims' state below state/daemon
     log: Path
     process: subprocess.Popen | None = field(default=None, repr=False)
+    argv: list[str] = field(default_factory=list, repr=False)  # as it was last started
 
     @property
     def address(self) -> Path:
@@ -94,7 +95,7 @@ class OwnContainerd:
             path.mkdir(parents=True, exist_ok=True)
         self.address.unlink(missing_ok=True)
         self.config_file.write_text(config_text(self.root / "daemon", self.state / "daemon", self.address))
-        argv = wrap([self.binary, "--config", str(self.config_file)])
+        self.argv = argv = wrap([self.binary, "--config", str(self.config_file)])
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=env, start_new_session=True)
