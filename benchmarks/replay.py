@@ -27,11 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
 from saveexport.calls import read  # noqa: E402
 
 
+STOP_S = 10  # as daemons.PrivateDockerd.stop: SIGKILL after this long
+
+
 class Script:
     def __init__(self, main: str = "") -> None:
         self.lines = ["#!/usr/bin/env bash", "# replayed from a saveexport call record: the same engine calls, as "
                       "docker CLI commands", 'here=$(mktemp -d)', "running=''  # the stop functions of engines it started",
-                      'trap \'for stop in $running; do $stop; done; rm -rf "$here"\' EXIT', ""]
+                      'trap \'for stop in $running; do $stop; done; rm -rf "$here"\' EXIT',
+                      "# SIGTERM, then SIGKILL after $2 s, as PrivateDockerd.stop ends its daemon: a daemon that ignores",
+                      "# SIGTERM cannot hang the script",
+                      'end_within() { kill -TERM "$1" 2>/dev/null || return 0; local n=$(( $2 * 10 ))',
+                      '  while [ "$n" -gt 0 ] && kill -0 "$1" 2>/dev/null; do sleep 0.1; n=$(( n - 1 )); done',
+                      '  kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null; return 0; }', ""]
         self.names: dict[str, str] = {}  # an id the run got back -> its shell variable
         self.files: dict[str, str] = {}  # a file the run wrote or read -> the script's own
         self.skipped: dict[str, int] = {}
@@ -143,9 +151,8 @@ class Script:
         prefix = facts["nets"][1].split(".0.0/")[0].replace(".", "\\.") + "\\."
         stop = [f"stop_engine{number}() {{",
                 f"  running=${{running/ stop_engine{number}/}}",
-                f"  kill -TERM \"$engine{number}\" 2>/dev/null; wait \"$engine{number}\" 2>/dev/null",
-                *([f"  kill -TERM \"$engine{number}_containerd\" 2>/dev/null; "
-                   f"wait \"$engine{number}_containerd\" 2>/dev/null"] if containerd else []),
+                f"  end_within \"$engine{number}\" {STOP_S}",
+                *([f"  end_within \"$engine{number}_containerd\" {STOP_S}"] if containerd else []),
                 # its shims (kill_using), the mounts left below its roots, its trees, bridges and rules
                 f"  pkill -KILL -f -- {shlex.quote(facts['dirs'][2] + '([/ :,=]|$)')} 2>/dev/null",
                 "  awk '{print $2}' /proc/mounts | grep -E "

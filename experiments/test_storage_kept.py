@@ -5,7 +5,9 @@ layers", reported on 27.2.1). Each operation here runs alone between two censuse
 storage, and what it left is asserted against what was measured for that engine. The image operations
 (import, load, each followed by removing the image) use a layer of their own, so the engine writes it
 and deletes it: Podman 5.8.6 kept an empty deletion staging directory after the tests that remove
-images, which is where a deletion that never finished would stay.
+images, which is where a deletion that never finished would stay. Every Podman here keeps the archive
+an import was sent (its compat API's `api_load.tar…`, in the store's `tmp/` where the plugin's services
+stage image copies; by default that is the host's /var/tmp, which no census of the store sees).
 """
 
 from __future__ import annotations

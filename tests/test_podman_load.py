@@ -26,7 +26,9 @@ def podman_cli(tmp_path) -> tuple[list[str], dict[str, str]]:
         pytest.skip(message)
     run_root = tempfile.mkdtemp(prefix="se-podman-load-")  # podman takes a runroot of 50 characters at most
     argv = [podman, "--root", str(tmp_path / "root"), "--runroot", run_root, "--storage-driver", "vfs"]
-    yield argv, dict(os.environ)
+    staging = tmp_path / "tmp"  # its image copies (else /var/tmp, where a podman CLI leaves an empty podman… file)
+    staging.mkdir()
+    yield argv, dict(os.environ, TMPDIR=str(staging))
     subprocess.run([*argv, "rmi", "--all", "--force"], capture_output=True, timeout=120, check=False)
     subprocess.run([*argv, "system", "reset", "--force"], capture_output=True, timeout=120, check=False)
     shutil.rmtree(run_root, ignore_errors=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from saveexport import daemons, dead_runs, host_state, podman_roots
+from saveexport import daemons, dead_runs, host_state, podman_roots, storage
 from saveexport.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +176,37 @@ def _address(endpoint: str) -> str:
         return next(iter(container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("where", ["host", "root"])
+def test_a_services_image_copies_stay_in_its_own_store_and_go_with_it(where, request):
+    """The compat API's import writes the archive it is sent to `api_load.tar…` in the image-copy temp dir
+    and never removes it (podman#28531). Left at its default that is the user's /var/tmp (a root's, for a
+    root's Podman): about 3 GB a matrix run. The service stages it in its own store, where the storage
+    census counts it and stop removes it."""
+    if where == "host" and shutil.which("podman") is None:
+        pytest.skip("the host has no podman of its own")
+    root = request.getfixturevalue("root") if where == "root" else None
+    system_tmp = Path(root.path, "var", "tmp") if root else Path("/var/tmp")
+    before = {p.name for p in system_tmp.iterdir()}
+    service = daemons.PodmanService(name=f"podman-test-tmp-{where}", root=root.path if root else None)
+    endpoint = service.start()
+    try:
+        client = docker.APIClient(base_url=endpoint, timeout=120)
+        try:
+            client.import_image_from_data(podman_roots_tools().read_bytes(), repository="saveexport-test-tmp",
+                                          tag="latest")
+        finally:
+            client.close()
+        census = storage.census(service.store, "podman")
+        assert not census.error, census.error
+        staged = sorted(p.name for p in service.image_tmp.iterdir())
+    finally:
+        service.stop()
+    new = sorted(name for name in {p.name for p in system_tmp.iterdir()} - before if name.startswith("api_load"))
+    assert new == [], f"the import's copy went to {system_tmp}, outside the service's store"
+    assert census.objects["tmp"] == {f"tmp/{name}" for name in staged}  # what stays there, the census sees
+    assert not service.data_root.exists()
 
 
 def test_two_podman_services_at_once_have_networks_of_their_own(root):

@@ -220,3 +220,20 @@ def test_the_replay_of_a_real_private_engine_starts_it_aims_calls_there_and_leav
     leftover = subprocess.run(["pgrep", "-f", "--", f"/run/saveexport/exec-{daemon.index}([/ :,=]|$)"],
                               capture_output=True, text=True)
     assert leftover.stdout.strip() == "", leftover.stdout
+
+
+def test_a_replayed_engine_that_ignores_sigterm_is_killed_within_the_bound(tmp_path):
+    """The script's stop of an engine sends SIGTERM and, as PrivateDockerd.stop does, SIGKILL after its
+    bound: a daemon that ignores SIGTERM cannot hang the benchmark. Checked on a real process that does."""
+    script = tmp_path / "stop.sh"
+    script.write_text("\n".join(replay.Script().lines + [
+        "bash -c 'trap \"\" TERM; while :; do sleep 0.1; done' & stubborn=$!",
+        "sleep 0.3",  # its trap is set
+        "end_within \"$stubborn\" 1",
+        "kill -0 \"$stubborn\" 2>/dev/null && echo alive || echo gone",
+        "bash -c 'sleep 30' & polite=$!",
+        "end_within \"$polite\" 5",
+        "kill -0 \"$polite\" 2>/dev/null && echo alive || echo gone", ""]))
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["gone", "gone"]

@@ -433,6 +433,20 @@ def test_podman_deletion_staging_area_is_bookkeeping_and_an_unfinished_deletion_
     assert storage.measure(podman.root, kept)["staged-deletion"] == 10
 
 
+def test_podman_image_copies_left_in_its_tmp_are_kept_with_their_bytes(podman):
+    """A Podman whose image copies are staged in <graph root>/tmp (the plugin's services): an archive the
+    compat API's import wrote there and never removed is unnamed, kept, and counted in bytes."""
+    image_id, _ = podman.image("a")
+    before = storage.census(podman.root, "podman")
+    write(podman.root / "tmp" / "api_load.tar123", "x" * 300)
+    after = storage.census(podman.root, "podman")
+    assert after.objects["tmp"] == {"tmp/api_load.tar123"}
+    kept = storage.kept(before, after)
+    assert kept.counts()["tmp"] == 1
+    assert storage.unnamed(after, Named(images=frozenset({image_id}))).objects["tmp"] == {"tmp/api_load.tar123"}
+    assert storage.measure(podman.root, kept)["tmp"] == 300
+
+
 def test_podman_with_vfs(tmp_path):
     store = PodmanStore(tmp_path / "storage", driver="vfs")
     (tmp_path / "storage" / "vfs" / "dir").mkdir()

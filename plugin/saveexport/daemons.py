@@ -334,8 +334,8 @@ def _answers(socket_path: Path) -> bool:
 class PodmanService(_Places):
     """`podman system service` on a socket of its own, serving the Docker-compatible API.
 
-    Like a private dockerd it has a store of its own (--root, --runroot, --tmpdir), so it starts
-    empty, never sees the user's Podman images, and is deleted with everything in it afterwards.
+    Like a private dockerd it has a store of its own (--root, --runroot, --tmpdir, and TMPDIR for its
+    image copies), so it starts empty, never sees the user's Podman images, and is deleted with everything in it afterwards.
     With `root` (podman_roots.py) it is a newer Debian suite's podman, run inside that suite's root in
     a mount namespace of its own; its socket and store are bound in at their host paths.
     """
@@ -371,8 +371,20 @@ class PodmanService(_Places):
         return (f'[network]\nnetwork_config_dir = "{directory}"\ndefault_subnet = "{base}.0.0/24"\n'
                 f'default_subnet_pools = [{{"base" = "{base}.0.0/16", "size" = 24}}]\n')
 
+    @property
+    def store(self) -> Path:
+        return self.data_root / "storage"
+
+    @property
+    def image_tmp(self) -> Path:
+        """Where its image copies are staged: Podman's own `image_copy_tmp_dir = "storage"` place, set by
+        TMPDIR (which every Podman reads first). Left to its default, /var/tmp, the compat API's import
+        leaves each archive it was sent there for good (4.3.1 to 5.8.6): in the user's /var/tmp, or in a
+        root's, where no census sees it and no stop removes it."""
+        return self.store / "tmp"
+
     def _argv(self, podman: str) -> list[str]:
-        return [podman, "--root", str(self.data_root / "storage"), "--runroot", str(self.run_dir / "runroot"),
+        return [podman, "--root", str(self.store), "--runroot", str(self.run_dir / "runroot"),
                 "--tmpdir", str(self.run_dir / "tmp")]
 
     def _podman(self) -> str | None:
@@ -412,7 +424,8 @@ class PodmanService(_Places):
                         + ('runtime = "runc"\n' if self.root else "") + self._networks())
         accept_within(self.name, (self.pool,), add=True)  # Podman 5's nftables rules alone do not pass
         # the machine's engine's FORWARD DROP: a Compose app never reached its database
-        self.env = dict(os.environ, CONTAINERS_CONF=str(conf))
+        self.image_tmp.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, CONTAINERS_CONF=str(conf), TMPDIR=str(self.image_tmp))
         argv = [*self._argv(podman), "system", "service", "--time=0", self.endpoint]
         if self.root is not None:
             from .podman_roots import enter

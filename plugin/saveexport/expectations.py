@@ -189,13 +189,20 @@ def storage_kept_after(operation: str) -> Callable[[EngineFacts], list[str]]:
     container is removed (experiments/test_storage_kept.py). Measured: after `export`, Docker 26.1.5 with
     overlay2 keeps the container's read-write layer record and two driver directories (its layer and its
     init layer); 20.10.24, 28.5.2, the containerd store and Podman keep nothing. Upstream: moby/moby#48516
-    ("docker export container creates orphan layers", reported on 27.2.1, open). Importing or loading an
-    image and removing it keeps nothing on any of them (Podman 5.8.6's empty deletion staging directory,
-    overlay/tempdirs, is the store's bookkeeping, storage.STAGING)."""
+    ("docker export container creates orphan layers", reported on 27.2.1, open). Importing an image and
+    removing it keeps, on Podman 4.3.1, 5.4.2 and 5.8.6, the whole archive it was sent: the compat API's
+    import (`/images/create?fromSrc=-`) writes it to `api_load.tar…` in the image-copy temp dir and never
+    removes it (upstream: podman#28531, open), so every `docker import` into a Podman leaves its archive's
+    size in /var/tmp by default; the plugin stages those copies in the store's `tmp/` so the census sees
+    them. Docker keeps nothing after an import. Loading an image and removing it keeps nothing anywhere
+    (Podman's load removes its copy; Podman 5.8.6's empty deletion staging directory, overlay/tempdirs,
+    is the store's bookkeeping, storage.STAGING)."""
     def rule(facts: EngineFacts) -> list[str]:
         exports_leak = (facts.kind == "docker" and facts.image_store == "graphdriver"
                         and (26,) <= version_tuple(facts.version) < (28,))
-        return ["driver-dir", "rw-layer"] if operation.startswith("export") and exports_leak else []
+        if operation.startswith("export") and exports_leak:
+            return ["driver-dir", "rw-layer"]
+        return ["tmp"] if operation.startswith("import") and facts.kind == "podman" else []
 
     rule.__name__ = f"storage_kept_after[{operation}]"
     return rule

@@ -170,7 +170,7 @@ def start(spec: EngineSpec, index: int):
         service = PodmanService(index=index) if spec.podman_root is None else PodmanService(
             name=spec.id, root=spec.podman_root.path, index=index)
         endpoint = service.start()
-        return endpoint, service.stop, service.log, service.data_root / "storage", service.cli()
+        return endpoint, service.stop, service.log, service.store, service.cli()
     daemon = PrivateDockerd(name=spec.id, dockerd=spec.build.dockerd, index=index,
                             containerd_store=spec.containerd_store, min_api=spec.min_api,
                             containerd_bin=spec.containerd.bin if spec.containerd else None)

@@ -19,7 +19,9 @@ Layouts (as the engines write them):
 - Podman (containers/storage, `--root`): `<driver>-layers/layers.json` (records with "id", "parent"),
   `<driver>-images/images.json` ("id", top layer in "layer", "mapped-layers"),
   `<driver>-containers/containers.json` ("id", "layer"), the volatile-*.json beside them, and the
-  driver's directories `<driver>/<layer id>` (`overlay/l` holds short links; vfs: `vfs/dir`).
+  driver's directories `<driver>/<layer id>` (`overlay/l` holds short links; vfs: `vfs/dir`), and `tmp/`
+  when its image copies are staged there (containers.conf `image_copy_tmp_dir = "storage"`, or TMPDIR
+  pointed there, as the plugin's own services do: daemons.PodmanService.image_tmp).
 """
 
 from __future__ import annotations
@@ -229,7 +231,8 @@ def _dockerd_objects(root: Path) -> dict[str, set[str]]:
 
 
 def _tmp(root: Path, driver: str | None = None) -> set[str]:
-    """Half-done work the daemon left (e.g. `tmp/docker-import-…`), by path below the data-root."""
+    """Half-done or forgotten work the engine left (dockerd's `tmp/docker-import-…`, Podman's
+    `tmp/api_load.tar…`), by path below its root."""
     places = ["tmp"] + ([f"image/{driver}/layerdb/tmp"] if driver else [])
     return {f"{place}/{name}" for place in places for name in _entries(root / place)}
 
@@ -303,7 +306,7 @@ def _podman(root: Path, driver: str) -> tuple[dict[str, set[str]], dict[Ref, fro
                                    for name in _entries(place)},
                "image-data": _entries(images_dir, dirs_only=True),
                "container-data": _entries(containers_dir, dirs_only=True),
-               "volume": _entries(root / "volumes", dirs_only=True)}
+               "volume": _entries(root / "volumes", dirs_only=True), "tmp": _tmp(root)}
     holds: dict[Ref, frozenset[Ref]] = {}
     for layer, record in layers.items():
         holds[("layer", layer)] = _refs(("layer", _text(record.get("parent"))), ("driver-dir", layer))
@@ -508,7 +511,7 @@ def _podman_paths(root: Path, driver: str, kind: str, name: str) -> list[Path]:
         area, _, staged = name.rpartition("/")
         return [path for path in (root / area / f"{prefix}{staged}" for prefix in STAGED_PREFIXES + ("",))
                 if path.exists() or path.is_symlink()]
-    return {"staging-area": [root / name], "layer": [root / f"{driver}-layers" / f"{name}.tar-split.gz"],
+    return {"staging-area": [root / name], "tmp": [root / name], "layer": [root / f"{driver}-layers" / f"{name}.tar-split.gz"],
             "driver-dir": [root / DRIVER_HOMES.get(driver, driver) / name],
             "image-data": [root / f"{driver}-images" / name], "container-data": [root / f"{driver}-containers" / name],
             "volume": [root / "volumes" / name]}.get(kind, [])
