@@ -9,7 +9,9 @@ engines in one run with `-n WORKERS --dist loadgroup` (engines side by side, eac
 per number of workers asked. The engines default to tox's [matrix] list, in its order (longest first).
 Each run also counts the machine's busy CPU time (and its cores' wait for the disk) and, sampled from
 /proc, the CPU time by process name: on 2 cores, single runs that each keep more than one core busy
-cannot run side by side at half their sum, and the figures give that floor beside the wall times.
+cannot run side by side at half their sum, and the figures give that floor beside the wall times. The
+breakdown compares each test's time alone and side by side (from each run's evidence) and counts the
+time workers had no test to run: whether the matrix loses to tests slowing each other or to idle workers.
 Run it on an otherwise idle machine, from the repository root, with the engines' builds cached
 (`saveexport provision trixie sid`) and the subject images built once (any earlier run does both).
 """
@@ -121,7 +123,41 @@ def run(engines: list[str], workers: int, report_dir: Path) -> dict:
     return {"engines": engines, "workers": workers, "seconds": round(seconds, 1), "exit_status": proc.returncode,
             "outcome": found[-1] if found else (proc.stdout.strip().splitlines() or ["no output"])[-1],
             "cpu_busy_s": round(busy, 1), "iowait_s": round(iowait, 1), "cores_used": round(busy / seconds, 2) if seconds else None,
-            "cpu_by_process_s": by_process.top()}
+            "cpu_by_process_s": by_process.top(), "test_seconds": test_seconds(report_dir / "saveexport-evidence.json")}
+
+
+def test_seconds(evidence: Path) -> dict[str, float]:
+    """Each test's time (set-up, call and teardown, as the evidence records it), by test id: the id names
+    the engine, so a test alone and side by side compare by id."""
+    try:
+        tests = json.loads(evidence.read_text()).get("tests") or {}
+    except (OSError, ValueError):
+        return {}
+    return {nodeid: float(t.get("duration_s") or 0.0) for nodeid, t in tests.items()}
+
+
+def breakdown(singles: list[dict], whole: dict, top: int = 8) -> dict:
+    """Where a side-by-side run's time went against the same tests alone: how much longer the tests took
+    (each engine's tests slowed by the other worker's), and how long workers had no test to run (start-up,
+    collection, the last engine's tail). The matrix's wall is (tests side by side + idle) / workers."""
+    alone = {k: v for s in singles for k, v in (s.get("test_seconds") or {}).items()}
+    side = whole.get("test_seconds") or {}
+    common = sorted(set(alone) & set(side))
+    if not common:
+        return {}
+    workers, wall = whole["workers"], whole["seconds"]
+    by_engine: dict[str, list[float]] = {}
+    for single in singles:
+        ids = set(single.get("test_seconds") or {}) & set(side)
+        by_engine[" ".join(single["engines"])] = [round(sum(alone[i] for i in ids), 1), round(sum(side[i] for i in ids), 1)]
+    tests_alone, tests_side = sum(alone[i] for i in common), sum(side[i] for i in common)
+    slowed = sorted(common, key=lambda i: side[i] - alone[i], reverse=True)[:top]
+    return {"tests": len(common), "tests_alone_s": round(tests_alone, 1), "tests_side_by_side_s": round(tests_side, 1),
+            "slowdown": round(tests_side / tests_alone, 2) if tests_alone else None,
+            "singles_outside_tests_s": round(sum(s["seconds"] for s in singles) - tests_alone, 1),
+            "workers_idle_s": round(workers * wall - sum(side.values()), 1),
+            "by_engine_alone_vs_side_by_side_s": by_engine,
+            "most_slowed_s": {i: [round(alone[i], 1), round(side[i], 1)] for i in slowed}}
 
 
 def floor(singles: list[dict], workers: int, cores: int) -> dict:
@@ -163,15 +199,23 @@ def main() -> int:
     print(f"sum of single-engine runs        {total:>7.1f} s")
     cores = os.cpu_count() or 1
     floors = {str(w["workers"]): floor(singles, w["workers"], cores) for w in wholes}
+    breakdowns = {str(w["workers"]): breakdown(singles, w) for w in wholes}
     for whole in wholes:
         print(f"matrix, -n {whole['workers']} --dist loadgroup      {whole['seconds']:>7.1f} s  {whole['outcome']}  "
               f"({whole['seconds'] / total:.2f}x the sum; {whole['cores_used']} cores busy on average, "
               f"{whole['iowait_s']} s waiting for the disk; CPU s: {whole['cpu_by_process_s']}; "
               f"floor {floors[str(whole['workers'])]})")
-    result = {"benchmark": "saveexport engine matrix vs single-engine runs", "version": 3, "machine": machine(),
+        where = breakdowns[str(whole["workers"])]
+        if where:
+            print(f"  its tests: {where['tests_alone_s']} s alone, {where['tests_side_by_side_s']} s side by side "
+                  f"({where['slowdown']}x); workers without a test {where['workers_idle_s']} s; by engine (alone, "
+                  f"side by side): {where['by_engine_alone_vs_side_by_side_s']}; most slowed: {where['most_slowed_s']}")
+    for run_ in [*singles, *wholes]:
+        run_.pop("test_seconds", None)  # per test, in the breakdown only
+    result = {"benchmark": "saveexport engine matrix vs single-engine runs", "version": 4, "machine": machine(),
               "singles": singles, "sum_of_singles_s": round(total, 1), "matrices": wholes,
               "ratio_to_sum": {str(w["workers"]): round(w["seconds"] / total, 2) for w in wholes},
-              "floor_to_sum": floors}
+              "floor_to_sum": floors, "breakdown": breakdowns}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0 if all(r["exit_status"] == 0 for r in [*singles, *wholes]) else 1

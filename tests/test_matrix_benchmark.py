@@ -30,3 +30,21 @@ def test_cpu_by_process_counts_what_a_process_burns_while_sampled():
     assert bench.busy_seconds() - busy >= 1.4  # the machine was busy at least as long as the burner
     name = Path(sys.executable).name[:15]  # /proc's comm: the first 15 bytes of the program's name
     assert 1.0 <= sampled.by_name[name] <= 2.5, dict(sampled.by_name)
+
+
+def test_the_breakdown_splits_the_matrix_into_slower_tests_and_idle_workers(tmp_path):
+    evidence = tmp_path / "saveexport-evidence.json"
+    evidence.write_text('{"tests": {"t.py::a[e1]": {"duration_s": 10.0}, "t.py::b[e1]": {"duration_s": 5}}}')
+    assert bench.test_seconds(evidence) == {"t.py::a[e1]": 10.0, "t.py::b[e1]": 5.0}
+    assert bench.test_seconds(tmp_path / "missing.json") == {}
+    singles = [{"engines": ["e1"], "seconds": 20.0, "test_seconds": {"a[e1]": 10.0, "b[e1]": 5.0}},
+               {"engines": ["e2"], "seconds": 12.0, "test_seconds": {"a[e2]": 10.0}}]
+    whole = {"workers": 2, "seconds": 20.0, "test_seconds": {"a[e1]": 12.0, "b[e1]": 6.0, "a[e2]": 15.0}}
+    where = bench.breakdown(singles, whole, top=2)
+    assert where["tests"] == 3 and where["tests_alone_s"] == 25.0 and where["tests_side_by_side_s"] == 33.0
+    assert where["slowdown"] == 1.32
+    assert where["singles_outside_tests_s"] == 7.0  # 32 s of walls, 25 of them in tests
+    assert where["workers_idle_s"] == 7.0  # 2 workers x 20 s, 33 of them in tests
+    assert where["by_engine_alone_vs_side_by_side_s"] == {"e1": [15.0, 18.0], "e2": [10.0, 15.0]}
+    assert where["most_slowed_s"] == {"a[e2]": [10.0, 15.0], "a[e1]": [10.0, 12.0]}
+    assert bench.breakdown(singles, {"workers": 2, "seconds": 1.0}) == {}
