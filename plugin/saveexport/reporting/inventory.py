@@ -41,7 +41,8 @@ SECTIONS = {  # key in the evidence -> (heading, what the section shows)
            "engine includes that cache).\n"),
     "storage": ("## What the engines' storage kept\n",
            "Counted in each engine's own storage (its layer records, read-write layers, driver directories, "
-           "image configs, containerd's blobs and snapshots, Podman's records), not its image list: what is "
+           "image configs, containerd's blobs and snapshots, Podman's records, and `tmp/`: a dockerd's unfinished "
+           "imports, the archives a Podman's import was sent and never removed), not its image list: what is "
            "stored after the run's cleanup that nothing the engine names holds, and that was not there before "
            "the run, with the test after which it first appeared (per test on a private engine, whose storage "
            "the suite alone uses; over the whole run on a shared one).\n"),
