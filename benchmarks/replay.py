@@ -25,9 +25,7 @@ from urllib.parse import unquote
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugin"))
 
 from saveexport.calls import read  # noqa: E402
-
-
-STOP_S = 10  # as daemons.PrivateDockerd.stop: SIGKILL after this long
+from saveexport.host_state import STOP_GRACE_S as STOP_S  # noqa: E402  SIGKILL after this long, as the suite
 
 
 class Script:

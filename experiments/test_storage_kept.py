@@ -91,7 +91,7 @@ def _settled(place, first, wait_s: float = 10.0):
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         calls.pause(0.5)
-        again = storage.census(place.root, place.store)
+        again = place.census()
         if again.objects == first.objects:
             return again
         first = again
@@ -123,14 +123,14 @@ def test_storage_kept_after_one_operation(operation, container_engine, engine_op
         pytest.fail(f"the engine's storage cannot be listed here: {place.why_not if place else 'no watch'}",
                     pytrace=False)
     archive = _prepare_load(engine_ops, run_scope, tmp_path) if operation.startswith("load") else None
-    before = storage.census(place.root, place.store)
+    before = place.census()
     if archive is not None:
         _load_operation(archive, engine_ops)
     elif operation.startswith("import"):
         _image_operation(engine_ops, run_scope, tmp_path)
     else:
         _container_operation(operation, engine_ops, tiny_image, tmp_path)
-    after = _settled(place, storage.census(place.root, place.store))
+    after = _settled(place, place.census())
     kept = storage.kept(before, after)
     counts = {kind: n for kind, n in kept.counts().items() if n and kind not in storage.BOOKKEEPING}
     claim_evidence.observe("storage-operation", operation=operation, measured=True, store=place.store,

@@ -72,6 +72,27 @@ def test_what_differs_is_sentences_naming_the_engines(rendered):
     assert not any(row.differs for row in model.rows)  # every verdict is the same on the five engines
 
 
+def test_what_differs_names_what_the_engines_storage_kept():
+    document = evidence.load(MATRIX)
+    said = build(document).differences
+    assert ("`import, then remove the image`, the engine's storage kept: nothing on 20.10.24, 26.1.5, 28.5.2 api≥1.44, "
+            "28.5.2 c8d, 28.5.2 c8d 2.1.9; tmp ×1 on podman 4.3.1, podman 5.4.2, podman 5.8.6.") in said
+    assert any(line.startswith("over a whole run, the engine's storage kept: ") and "tmp on podman 4.3.1" in line
+               for line in said)
+    assert not any("`load, then remove the image`" in line for line in said)  # nothing kept anywhere
+    # the same kept everywhere is no difference; an engine not measured is left out, not "nothing"
+    for o in document["observations"]:
+        if o["topic"] == "storage-operation" and o["data"]["operation"] == "import, then remove the image":
+            o["data"]["kept"] = {"tmp": 1}
+    for s in document["storage"]:
+        s["kept"] = [{"kind": "tmp", "after": "t"}]
+        if s["engine"] == "podman-4.3.1":
+            s["measured"], s["kept"] = False, []
+    said = build(document).differences
+    assert not any("storage kept" in line and "import" in line for line in said)
+    assert not any(line.startswith("over a whole run") for line in said)
+
+
 def test_a_cell_a_run_did_not_measure_is_not_measured_never_blank():
     document = evidence.load(MATRIX)
     document["observations"] = [o for o in document["observations"]

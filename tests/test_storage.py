@@ -447,6 +447,26 @@ def test_podman_image_copies_left_in_its_tmp_are_kept_with_their_bytes(podman):
     assert storage.measure(podman.root, kept)["tmp"] == 300
 
 
+def test_a_podmans_image_copy_directory_outside_its_store_counts_only_its_compat_bodies(podman, tmp_path):
+    """A Podman the plugin did not start stages copies in the machine's /var/tmp: of that directory, only the
+    bodies its compat API was sent (api_load.tar…) are its tmp, by full path; the store's own tmp/ is
+    counted once when the directory is that one."""
+    copies = tmp_path / "var-tmp"
+    write(copies / "unrelated.tmp", "y" * 50)
+    podman.image("a")
+    before = storage.census(podman.root, "podman", copies)
+    write(copies / "api_load.tar987", "x" * 400)
+    after = storage.census(podman.root, "podman", copies)
+    body = str(copies / "api_load.tar987")
+    assert after.objects["tmp"] == {body}
+    kept = storage.kept(before, after)
+    assert storage.object_paths(podman.root, after.store, "tmp", body) == [copies / "api_load.tar987"]
+    assert storage.measure(podman.root, kept)["tmp"] == 400
+    write(podman.root / "tmp" / "api_load.tar5", "z")
+    assert storage.census(podman.root, "podman", podman.root / "tmp").objects["tmp"] == {"tmp/api_load.tar5"}
+    assert storage.census(podman.root, "podman", tmp_path / "missing").objects["tmp"] == {"tmp/api_load.tar5"}
+
+
 def test_podman_with_vfs(tmp_path):
     store = PodmanStore(tmp_path / "storage", driver="vfs")
     (tmp_path / "storage" / "vfs" / "dir").mkdir()

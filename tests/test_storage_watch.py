@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +49,7 @@ def test_objects_planted_in_a_private_engines_storage_are_counted_and_attributed
                                            f"--saveexport-report-dir={report}", timeout=300)
     result.assert_outcomes(passed=2)
     [found] = json.loads((report / "saveexport-evidence.json").read_text())["storage"]
+    assert "copy_tmp" not in found  # a dockerd: its unfinished imports stay below its data-root
     assert found["measured"] and not found["shared"] and found["store"] == "overlay2", found
     kept = {(k["kind"], k["name"]): k["after"] for k in found["kept"]}
     assert kept == {("layer", "ab" * 32): "test_planted.py::test_1_plants[docker-20.10.24-overlay2]",
@@ -60,3 +66,56 @@ def test_summary_names_kinds_and_tests_without_ids():
             {"kind": "content-blob", "name": "c", "after": "t.py::test_y[docker-1] (or the run's cleanup after it)"}]
     assert summary(kept) == "layer ×2 after t.py::test_x; content-blob ×1 after t.py::test_y"
     assert summary([]) == "nothing"
+
+
+def test_a_podman_the_suite_did_not_start_is_counted_where_its_import_left_the_body(pytester, tmp_path):
+    """A Podman service the user runs (here: one this test starts, storage outside the suite's): its compat
+    API's import leaves the body in its image-copy directory (podman#28531), outside its store. The census
+    counts it there, by its full path, and nothing else of that directory (the machine's)."""
+    podman = shutil.which("podman")
+    if podman is None or os.geteuid() != 0:
+        pytest.fail("this test starts a Podman service: run it as root with podman installed", pytrace=False)
+    copies = tmp_path / "copies"  # the service's TMPDIR: where containers.conf's /var/tmp would be
+    copies.mkdir()
+    (copies / "someone-elses.tmp").write_bytes(b"x" * 100)
+    socket = tmp_path / "podman.sock"
+    runroot = Path(tempfile.mkdtemp(prefix="saveexport-test-", dir="/run"))  # Podman wants at most 50 characters
+    argv = [podman, "--root", str(tmp_path / "store"), "--runroot", str(runroot), "--storage-driver",
+            "vfs", "--tmpdir", str(tmp_path / "libpod-tmp"), "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+            "system", "service", "--time=0", f"unix://{socket}"]
+    env = dict(os.environ, TMPDIR=str(copies))
+    with open(tmp_path / "service.log", "wb") as log:
+        service = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not socket.exists() and service.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert socket.exists(), (tmp_path / "service.log").read_text()[-2000:]
+        pytester.makepyfile(test_user_podman="""
+            import io, tarfile
+
+            def test_import(run_scope, engine_ops, tmp_path):
+                tar_path = tmp_path / "root.tar"
+                with tarfile.open(tar_path, "w") as tar:
+                    info = tarfile.TarInfo("hello"); info.size = 3; tar.addfile(info, io.BytesIO(b"hi\\n"))
+                assert engine_ops.import_(tar_path, run_scope.ref("tiny", "1")).ok
+        """)
+        report = tmp_path / "report"
+        result = pytester.runpytest_subprocess("-p", "no:randomly", f"--saveexport-engine=unix://{socket}",
+                                               f"--saveexport-report-dir={report}", timeout=300)
+        result.assert_outcomes(passed=1)
+        [found] = json.loads((report / "saveexport-evidence.json").read_text())["storage"]
+        assert found["measured"] and found["shared"] and found["copy_tmp"] == str(copies), found
+        kept = [k["name"] for k in found["kept"] if k["kind"] == "tmp"]
+        assert len(kept) == 1 and kept[0].startswith(f"{copies}/api_load.tar"), found["kept"]
+        assert found["kept_bytes"]["tmp"] >= 10240, found["kept_bytes"]  # the whole archive it was sent
+        assert sorted(p.name for p in copies.iterdir())[-1] == "someone-elses.tmp"  # counted, never removed
+    finally:
+        if service.poll() is None:
+            os.killpg(service.pid, signal.SIGTERM)
+            try:
+                service.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(service.pid, signal.SIGKILL)
+                service.wait()
+        shutil.rmtree(runroot, ignore_errors=True)

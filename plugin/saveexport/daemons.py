@@ -26,8 +26,8 @@ from pathlib import Path
 
 from . import calls, progress
 from .errors import EngineUnavailable
-from .host_state import (accept_within, bridges_in, end, in_netns, kill_namespaces_holding, kill_using, last_words,
-                         signal_group, unmount_below)
+from .host_state import (STOP_GRACE_S, accept_within, bridges_in, end, in_netns, kill_namespaces_holding, kill_using,
+                         last_words, signal_group, unmount_below)
 from .own_containerd import OwnContainerd, find_binary
 
 RUN_ROOT = Path(os.environ.get("SAVEEXPORT_RUN_ROOT", "/run/saveexport"))  # sockets want short paths
@@ -263,7 +263,7 @@ class PrivateDockerd(_Places):
             end(pid, self.process)
         if self.process is not None:
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
             self.process = None

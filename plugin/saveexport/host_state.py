@@ -94,7 +94,10 @@ def last_words(lines: list[str]) -> str:
     return (said.group(1) if said else last)[:300]
 
 
-def end(pid: int, process: subprocess.Popen | None = None, grace_s: float = 10.0) -> str:
+STOP_GRACE_S = 10  # how long a daemon has to exit after SIGTERM before SIGKILL (the replayed script's too)
+
+
+def end(pid: int, process: subprocess.Popen | None = None, grace_s: float = STOP_GRACE_S) -> str:
     """SIGTERM, then SIGKILL once the grace is over: "exited", "killed" or "gone" (not running).
 
     A child of ours is reaped through its Popen: until then it is a zombie that signal 0 still finds,

@@ -21,7 +21,10 @@ Layouts (as the engines write them):
   `<driver>-containers/containers.json` ("id", "layer"), the volatile-*.json beside them, and the
   driver's directories `<driver>/<layer id>` (`overlay/l` holds short links; vfs: `vfs/dir`), and `tmp/`
   when its image copies are staged there (containers.conf `image_copy_tmp_dir = "storage"`, or TMPDIR
-  pointed there, as the plugin's own services do: daemons.PodmanService.image_tmp).
+  pointed there, as the plugin's own services do: daemons.PodmanService.image_tmp). Elsewhere (a
+  Podman the plugin did not start: containers.conf's default `/var/tmp`), the census also lists that
+  directory's `api_load.tar…`, the bodies its compat API's load and import were sent and never removed
+  (podman#28531), by their full path: only those, for the directory is the machine's.
 """
 
 from __future__ import annotations
@@ -185,14 +188,21 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------- census
 
 
-def census(root: Path | str, store: str) -> Census:
-    """Never raises: a store that cannot be read is a Census whose `error` says why."""
+COMPAT_BODY = "api_load.tar"  # how Podman's compat API names the archive a load or an import was sent
+
+
+def census(root: Path | str, store: str, copy_tmp: Path | str | None = None) -> Census:
+    """Never raises: a store that cannot be read is a Census whose `error` says why. `copy_tmp`: a Podman's
+    image-copy directory outside its store, whose compat-API bodies count as its tmp."""
     root = Path(root)
     try:
         _directory(root, what="the store's root")
         if store == "podman" or store.startswith("podman:"):
             driver = store.partition(":")[2] or _podman_driver(root)
             objects, holds = _podman(root, driver)
+            if copy_tmp is not None and Path(copy_tmp).resolve() != (root / "tmp").resolve():
+                objects["tmp"] |= {str(Path(copy_tmp) / name) for name in _entries(Path(copy_tmp))
+                                   if name.startswith(COMPAT_BODY)}
             store = f"podman:{driver}"
         elif store == "containerd":
             objects, holds = _containerd(root)

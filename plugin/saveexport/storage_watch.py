@@ -29,6 +29,10 @@ class Place:
     store: str
     shared: bool
     why_not: str = ""  # why it cannot be listed here, when root is None
+    copy_tmp: Path | None = None  # a shared Podman's image-copy directory, where its compat API leaves bodies
+
+    def census(self) -> storage.Census:
+        return storage.census(self.root, self.store, self.copy_tmp)
 
 
 def place_of(engine: Engine, private_root: Path | None) -> Place:
@@ -45,7 +49,21 @@ def place_of(engine: Engine, private_root: Path | None) -> Place:
     root = str(engine.client.info().get("DockerRootDir") or "")
     if not root or not os.path.isdir(root) or not os.access(root, os.R_OK | os.X_OK):
         return Place(None, store, True, f"its data-root ({root or 'not reported'}) is not readable on this host")
-    return Place(Path(root), store, shared=True)
+    return Place(Path(root), store, shared=True, copy_tmp=_image_copy_tmp(engine) if store == "podman" else None)
+
+
+def _image_copy_tmp(engine: Engine) -> Path | None:
+    """Where a Podman stages image copies (containers.conf image_copy_tmp_dir, or its TMPDIR), from its own
+    API: its compat API's load and import leave their bodies there. None when it does not say or cannot
+    be read here."""
+    api = engine.client.api
+    try:
+        response = api.get(f"{api.base_url}/v4.0.0/libpod/info", timeout=30)
+        response.raise_for_status()
+        found = str(((response.json() or {}).get("store") or {}).get("imageCopyTmpDir") or "")
+    except (docker.errors.DockerException, OSError, ValueError, AttributeError):
+        return None  # one that serves only the compat API (a proxy, a stand-in): its bodies are not counted
+    return Path(found) if found and os.path.isdir(found) and os.access(found, os.R_OK | os.X_OK) else None
 
 
 @dataclass
@@ -57,23 +75,25 @@ class Watch:
 
     def __post_init__(self) -> None:
         if self.place.root is not None:
-            self.start = storage.census(self.place.root, self.place.store)
+            self.start = self.place.census()
 
     def test_started(self, nodeid: str) -> None:
         self.current = nodeid
 
     def test_ended(self, nodeid: str) -> None:
         if self.place.root is not None and not self.place.shared:
-            self.history.append((nodeid, storage.census(self.place.root, self.place.store)))
+            self.history.append((nodeid, self.place.census()))
 
     def result(self, engine: Engine) -> dict[str, Any]:
         """The evidence: counts before and after, and what the engine kept that nothing names."""
         place = self.place
         out: dict[str, Any] = {"engine": engine.facts.label, "store": place.store, "shared": place.shared,
                                "measured": False}
+        if place.copy_tmp is not None:
+            out["copy_tmp"] = str(place.copy_tmp)
         if place.root is None or self.start is None:
             return dict(out, why=place.why_not)
-        end = storage.census(place.root, place.store)
+        end = self.place.census()
         if self.start.error or end.error:
             return dict(out, why=self.start.error or end.error)
         try:

@@ -49,7 +49,8 @@ def lead(model: Model) -> str:
             f"Every verdict and cross-load outcome is the same on the {n} engines")
     others = len(model.differences) - len(differing)
     if others:
-        said += (f"; {others} other thing(s) differ" + (f", {moved} of them in the move grid" if moved else "")
+        said += (f"; {others} other " + ("thing differs" if others == 1 else "things differ")
+                 + (f", {moved} of them in the move grid" if moved else "")
                  + ": see what differs, below the grid")
     return said + "."
 

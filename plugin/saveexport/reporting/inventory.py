@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..storage import COMPAT_BODY
 from ..storage_watch import summary as storage_summary
 from .common import cell, table
 
@@ -42,7 +43,8 @@ SECTIONS = {  # key in the evidence -> (heading, what the section shows)
     "storage": ("## What the engines' storage kept\n",
            "Counted in each engine's own storage (its layer records, read-write layers, driver directories, "
            "image configs, containerd's blobs and snapshots, Podman's records, and `tmp/`: a dockerd's unfinished "
-           "imports, the archives a Podman's import was sent and never removed), not its image list: what is "
+           "imports, the archives a Podman's import was sent and never removed; on a Podman the suite did not "
+           "start, those are in its image-copy directory, by default /var/tmp), not its image list: what is "
            "stored after the run's cleanup that nothing the engine names holds, and that was not there before "
            "the run, with the test after which it first appeared (per test on a private engine, whose storage "
            "the suite alone uses; over the whole run on a shared one).\n"),
@@ -107,7 +109,8 @@ def storage(document: dict[str, Any], add) -> None:
         runs.setdefault(s["engine"], []).append(s.get("run_id"))
     for s in sorted(found, key=lambda s: (s["engine"], str(s.get("run_id")))):
         engine = s["engine"] + (f" (run {s.get('run_id')})" if len(runs[s["engine"]]) > 1 else "")
-        s = dict(s, engine=engine)
+        s = dict(s, engine=engine, store=s["store"] + (f", and {s['copy_tmp']}'s {COMPAT_BODY}…" if s.get("copy_tmp")
+                                                          else ""))
         if not s.get("measured"):
             rows.append([s["engine"], s["store"], f"not measurable here: {cell(s.get('why', ''), 200)}", ""])
             continue

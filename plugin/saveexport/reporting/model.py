@@ -292,7 +292,32 @@ def differences(document: dict[str, Any], model: Model) -> list[str]:
         measured = {t: c.word for t, c in row.cells.items() if c.word != "not measured"}
         if len(set(measured.values())) > 1:
             lines.append(_sentence(f"{move_name(row, model)}, loaded", measured, model))
-    return lines + route_differences(document, model)
+    return lines + storage_differences(document, model) + route_differences(document, model)
+
+
+def storage_differences(document: dict[str, Any], model: Model) -> list[str]:
+    """What an engine's storage kept that nothing it names holds: after each single operation (kinds and
+    counts), and over a whole run (kinds only: a merged document holds each engine once per run, and a run's
+    counts follow the tests it ran)."""
+    per_operation: dict[str, dict[str, str]] = {}
+    for o in observations(document, "storage-operation"):
+        d = o["data"]
+        if d.get("measured"):
+            per_operation.setdefault(d["operation"], {})[o.get("engine")] = _counted(d.get("kept") or {})
+    lines = [_sentence(f"`{operation}`, the engine's storage kept", per, model)
+             for operation, per in sorted(per_operation.items()) if len(set(per.values())) > 1]
+    kinds: dict[str, set[str]] = {}
+    for s in document.get("storage") or []:
+        if s.get("measured"):
+            kinds.setdefault(s["engine"], set()).update(item["kind"] for item in s.get("kept") or [])
+    whole = {engine: ", ".join(sorted(k)) or "nothing" for engine, k in kinds.items()}
+    if len(set(whole.values())) > 1:
+        lines.append(_sentence("over a whole run, the engine's storage kept", whole, model))
+    return lines
+
+
+def _counted(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{kind} ×{n}" for kind, n in sorted(kinds.items())) or "nothing"
 
 
 def route_differences(document: dict[str, Any], model: Model) -> list[str]:
