@@ -16,6 +16,7 @@ import docker
 import docker.errors
 import pytest
 
+from interrupting import INTERRUPTIBLE
 from saveexport.engines import Engine
 from saveexport.operations import Operations
 from saveexport.errors import EngineUnavailable
@@ -121,7 +122,7 @@ def test_a_run_leaves_the_users_images_tags_containers_and_volumes_as_they_were(
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_run_cleans_up_too(engine, user_owned, tmp_path, signum):
     before = Snapshot.take(engine)
-    proc = run_pytest("experiments/test_cross_load.py", report_dir=tmp_path, start_new_session=True)
+    proc = run_pytest("experiments/test_cross_load.py", report_dir=tmp_path, **INTERRUPTIBLE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if engine.api.containers(all=True, filters={"label": LABEL_RUN}):

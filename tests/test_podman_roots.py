@@ -21,6 +21,8 @@ import pytest
 from saveexport import daemons, dead_runs, host_state, podman_roots, storage
 from saveexport.errors import UsageError
 
+from interrupting import INTERRUPTIBLE
+
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = "trixie"
 
@@ -132,8 +134,7 @@ def test_an_interrupted_run_leaves_no_process_or_mount_of_its_root(root, tmp_pat
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s",
                              f"--rootdir={ROOT}", "-c", str(ROOT / "tox.ini"), str(tmp_path / "test_hold.py"),
                              f"--saveexport-engine=podman:{SUITE}", f"--saveexport-report-dir={tmp_path / 'r'}"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **INTERRUPTIBLE)
     lines = []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
