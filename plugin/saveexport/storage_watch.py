@@ -143,5 +143,9 @@ def summary(kept: list[dict[str, Any]]) -> str:
         after = item["after"].split("[", 1)[0]  # the test, not its engine id
         by_test.setdefault(after, {}).setdefault(item["kind"], 0)
         by_test[after][item["kind"]] += 1
-    return "; ".join(", ".join(f"{kind} ×{n}" for kind, n in sorted(kinds.items())) + f" after {test}"
-                     for test, kinds in sorted(by_test.items()))
+    return "; ".join(f"{counted(kinds)} after {test}" for test, kinds in sorted(by_test.items()))
+
+
+def counted(kinds: dict[str, int]) -> str:
+    """{'rw-layer': 1, 'driver-dir': 2} → 'driver-dir ×2, rw-layer ×1'; nothing → 'nothing'."""
+    return ", ".join(f"{kind} ×{n}" for kind, n in sorted(kinds.items())) or "nothing"

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..storage_watch import counted
 from .common import cell, normalise_words, observations
 
 # The grid's words: claims.md's verdict vocabulary, and what an archive fed to a way in did.
@@ -303,7 +304,7 @@ def storage_differences(document: dict[str, Any], model: Model) -> list[str]:
     for o in observations(document, "storage-operation"):
         d = o["data"]
         if d.get("measured"):
-            per_operation.setdefault(d["operation"], {})[o.get("engine")] = _counted(d.get("kept") or {})
+            per_operation.setdefault(d["operation"], {})[o.get("engine")] = counted(d.get("kept") or {})
     lines = [_sentence(f"`{operation}`, the engine's storage kept", per, model)
              for operation, per in sorted(per_operation.items()) if len(set(per.values())) > 1]
     kinds: dict[str, set[str]] = {}
@@ -314,10 +315,6 @@ def storage_differences(document: dict[str, Any], model: Model) -> list[str]:
     if len(set(whole.values())) > 1:
         lines.append(_sentence("over a whole run, the engine's storage kept", whole, model))
     return lines
-
-
-def _counted(kinds: dict[str, int]) -> str:
-    return ", ".join(f"{kind} ×{n}" for kind, n in sorted(kinds.items())) or "nothing"
 
 
 def route_differences(document: dict[str, Any], model: Model) -> list[str]:
